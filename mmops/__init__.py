@@ -1,0 +1,1 @@
+"""mmops: workflow-orchestrated MLOps for multimodal classifiers."""
