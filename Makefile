@@ -1,0 +1,33 @@
+# make demo  - set up (first time) and run the whole pipeline on the built-in dataset
+# make test  - set up (first time) and run the test suite
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test test-fast repro bench clean help
+
+help:
+	@echo "make demo | make test | make test-fast | make repro | make bench | make clean"
+
+$(STAMP): pyproject.toml scripts/bootstrap.sh
+	VENV=$(VENV) bash scripts/bootstrap.sh
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/mmops run
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+repro: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf .mmops artifacts reports data

@@ -1,0 +1,175 @@
+"""`mmops` command line: one command per stage, plus `run` for the whole Prefect flow."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mmops.env import configure_tool_env
+
+configure_tool_env()
+
+app = typer.Typer(
+    help="mmops: validate -> preprocess -> train -> evaluate -> register -> gate, for multimodal classifiers.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="params file; defaults apply if it is absent")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="override a param: section.key=value")]
+DataOpt = Annotated[Optional[Path], typer.Option("--data", "-d", help="dataset folder (default: paths.data)")]
+
+
+def _params(path: Path, overrides: list[str] | None):
+    from mmops.config import load_params
+
+    return load_params(path if path.exists() or path != Path("params.yaml") else None, overrides)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def _guard(fn):
+    """Turn the errors a person can act on into a message and an exit code, not a traceback."""
+    from mmops.config import ConfigError
+    from mmops.features.preprocess import NotValidatedError
+    from mmops.registry.register import RegistrationRefused
+    from mmops.stages import DataValidationError
+
+    try:
+        return fn()
+    except ConfigError as err:
+        _fail(str(err), 2)
+    except DataValidationError as err:
+        if err.report is not None:
+            from mmops.validate import print_report
+
+            print_report(err.report, console)
+        _fail(str(err), 1)
+    except (NotValidatedError, RegistrationRefused, FileNotFoundError) as err:
+        _fail(str(err), 1)
+
+
+@app.command("demo-data")
+def demo_data_cmd(
+    out: Annotated[Optional[Path], typer.Option(help="output folder (default: paths.data)")] = None,
+    params: ParamsOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+) -> None:
+    """Generate the built-in avdigits dataset (deterministic from demo.seed)."""
+    from mmops import stages
+
+    p = _params(params, set_)
+    path = _guard(lambda: stages.demo_data(p, out))
+    console.print(f"demo dataset ready: {path}")
+
+
+@app.command("validate")
+def validate_cmd(
+    data_dir: Annotated[Optional[Path], typer.Argument(help="dataset folder (default: paths.data)")] = None,
+    params: ParamsOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+) -> None:
+    """Validate a dataset (Great Expectations + media checks); non-zero exit on any error."""
+    from mmops import stages
+    from mmops.validate import print_report
+
+    p = _params(params, set_)
+    report = _guard(lambda: stages.validate(p, data_dir))
+    print_report(report, console)
+    console.print(f"passed; report in {stages.validation_json(p).parent}")
+
+
+@app.command("preprocess")
+def preprocess_cmd(data: DataOpt = None, params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Featurize a validated dataset (tokenize, image transforms, log-mels), cached by content."""
+    from mmops import stages
+
+    p = _params(params, set_)
+    out = _guard(lambda: stages.preprocess(p, data))
+    console.print(f"features written to {out}")
+
+
+@app.command("train")
+def train_cmd(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Train the fusion model (CUDA + mixed precision when present; DDP under torchrun)."""
+    from mmops import stages
+
+    p = _params(params, set_)
+    out = _guard(lambda: stages.train(p))
+    console.print(f"checkpoint written to {out}")
+
+
+@app.command("evaluate")
+def evaluate_cmd(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Evaluate on the test split, whole and with each modality removed."""
+    from mmops import stages
+
+    p = _params(params, set_)
+    metrics = _guard(lambda: stages.evaluate(p))
+    print(json.dumps(metrics, indent=2))
+
+
+@app.command("register")
+def register_cmd(data: DataOpt = None, params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Register the model as `challenger`; promote to `champion` if the gate passes."""
+    from mmops import stages
+
+    p = _params(params, set_)
+    result = _guard(lambda: stages.register(p, data))
+    print_summary(result, None)
+
+
+@app.command("run")
+def run_cmd(data: DataOpt = None, params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Run the whole pipeline as a Prefect flow (demo data when --data is not given)."""
+    from flows.retrain import retrain
+
+    _params(params, set_)  # fail fast on bad params, before Prefect starts
+    result = _guard(
+        lambda: retrain(
+            params_path=str(params) if params.exists() else None,
+            overrides=list(set_ or []),
+            data_dir=str(data) if data else None,
+        )
+    )
+    print_summary(result["registry"], result["metrics"])
+
+
+def print_summary(registry: dict, metrics: dict | None) -> None:
+    table = Table(title=f"{registry['model_name']} v{registry['version']}")
+    table.add_column("item")
+    table.add_column("value")
+    if metrics:
+        for key, value in metrics.items():
+            if isinstance(value, dict):
+                value = ", ".join(f"{k} {v:.4f}" for k, v in value.items())
+            elif isinstance(value, float):
+                value = f"{value:.4f}"
+            table.add_row(key, str(value))
+    decision = registry["decision"]
+    for rule in decision["rules"]:
+        table.add_row(f"gate: {rule['rule']}", f"{'pass' if rule['passed'] else 'FAIL'} ({rule['value']} vs {rule['threshold']})")
+    verdict = "promoted to champion" if registry["promoted"] else f"not promoted; champion stays v{registry['champion_version']}"
+    table.add_row("decision", verdict)
+    table.add_row("MLflow store", registry["tracking_uri"])
+    Console().print(table)
+    uri = registry["tracking_uri"]
+    Console().print(f"Open the MLflow UI: mlflow ui --backend-store-uri {uri} --port 5000  (then http://127.0.0.1:5000)")
+
+
+def main() -> None:  # pragma: no cover - console script entry
+    sys.exit(app())
+
+
+if __name__ == "__main__":
+    app()

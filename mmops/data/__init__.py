@@ -1,0 +1,1 @@
+"""Datasets: the manifest contract and the built-in demo dataset."""

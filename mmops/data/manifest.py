@@ -1,0 +1,32 @@
+"""The dataset contract: a folder with `manifest.csv` (or `.parquet`) and the media it names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+COLUMNS = ["sample_id", "split", "label", "text", "image", "audio"]
+MEDIA_COLUMNS = ["image", "audio"]
+SPLITS = ("train", "val", "test")
+
+
+def manifest_path(data_dir: str | Path) -> Path:
+    """The manifest file of a dataset folder (CSV preferred, then Parquet)."""
+    data_dir = Path(data_dir)
+    for name in ("manifest.csv", "manifest.parquet"):
+        if (data_dir / name).exists():
+            return data_dir / name
+    raise FileNotFoundError(f"{data_dir}: no manifest.csv or manifest.parquet")
+
+
+def read_manifest(data_dir: str | Path) -> pd.DataFrame:
+    """Read the manifest as strings; empty cells become "" (a missing modality)."""
+    path = manifest_path(data_dir)
+    if path.suffix == ".parquet":
+        df = pd.read_parquet(path)
+    else:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    for col in df.columns:
+        df[col] = df[col].fillna("").astype(str)
+    return df

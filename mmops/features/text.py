@@ -1,0 +1,22 @@
+"""Text: a transformers tokenizer, padded to a fixed length."""
+
+from __future__ import annotations
+
+import torch
+from transformers import AutoTokenizer
+
+from mmops.config import TextFeatures
+
+
+class TextTokenizer:
+    """Strings -> {"input_ids", "attention_mask"} of shape (N, max_length)."""
+
+    def __init__(self, cfg: TextFeatures, tokenizer_path: str) -> None:
+        self.cfg = cfg
+        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+
+    def __call__(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        enc = self.tokenizer(
+            texts, padding="max_length", truncation=True, max_length=self.cfg.max_length, return_tensors="pt"
+        )
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}

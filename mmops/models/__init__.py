@@ -1,0 +1,19 @@
+"""Models: encoder and fusion registries and the multimodal classifier."""
+
+from __future__ import annotations
+
+from mmops.config import ModelConfig
+from mmops.models.classifier import MultimodalClassifier
+from mmops.models.pretrained import resolve_pretrained
+from mmops.models.registry import ENCODERS, FUSIONS
+
+__all__ = ["ENCODERS", "FUSIONS", "MultimodalClassifier", "tokenizer_source"]
+
+
+def tokenizer_source(cfg: ModelConfig) -> str | None:
+    """Where the text tokenizer comes from: the text encoder's pretrained folder."""
+    if "text" not in cfg.modalities:
+        return None
+    options = ENCODERS.config_for(cfg.text.name).model_validate(cfg.text.options)
+    pretrained = getattr(options, "pretrained", None)
+    return resolve_pretrained(pretrained) if pretrained else None

@@ -1,0 +1,1 @@
+"""MLflow tracking, the raw-input pyfunc, registration and the promotion gate."""

@@ -1,0 +1,45 @@
+"""The registered model: an MLflow pyfunc that takes raw inputs and returns labels + probabilities.
+
+Input: a DataFrame with columns `text`, `image`, `audio` (any may be absent); an image or
+audio cell holds a file path or raw bytes; empty or None means missing.
+Output: a DataFrame with `label` and one probability column per class.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow.pyfunc
+import pandas as pd
+import torch
+
+MODEL_DIR_ARTIFACT = "model_dir"
+
+
+def predict_frame(loaded, frame: pd.DataFrame, batch_size: int = 64) -> pd.DataFrame:
+    """Raw rows -> labels and probabilities, through the training preprocessing."""
+    from mmops.features.preprocess import featurize_frame
+    from mmops.train.recipe import predict_logits
+
+    frame = frame.reset_index(drop=True)
+    for column in ("text", "image", "audio"):
+        if column not in frame:
+            frame[column] = None
+    frame["text"] = frame["text"].map(lambda t: "" if t is None or (isinstance(t, float) and t != t) else t)
+    batch = featurize_frame(frame, loaded.extractor, base_dir=None)
+    probs = torch.softmax(predict_logits(loaded.model, batch, torch.device("cpu"), batch_size), dim=1)
+    out = pd.DataFrame(probs.numpy(), columns=loaded.classes)
+    out.insert(0, "label", [loaded.classes[i] for i in probs.argmax(1).tolist()])
+    return out
+
+
+class MultimodalPyfunc(mlflow.pyfunc.PythonModel):
+    """Loads the model folder logged as the `model_dir` artifact."""
+
+    def load_context(self, context) -> None:
+        from mmops.train.checkpoint import load_model_dir
+
+        self.loaded = load_model_dir(Path(context.artifacts[MODEL_DIR_ARTIFACT]))
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        return predict_frame(self.loaded, pd.DataFrame(model_input))

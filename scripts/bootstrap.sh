@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Set up everything `make demo` and `make test` need on a fresh machine:
+# Debian packages (espeak-ng for the demo's speech, PostgreSQL for server tests), a .venv,
+# the right torch build, and the project in editable mode. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+APT_PACKAGES=(espeak-ng)
+
+need_apt=()
+command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo ">> installing Debian packages: ${need_apt[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "error: missing system packages: ${need_apt[*]}" >&2
+    echo "  install them first, e.g.: sudo apt-get install -y ${APT_PACKAGES[*]}" >&2
+    exit 1
+  fi
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo ">> creating $VENV"
+  python3 -m venv "$VENV"
+fi
+PY="$VENV/bin/python"
+
+# torch: CPU machines get the CPU build (a bare `torch` would pull a multi-GB CUDA build).
+# GPU users: set MMOPS_TORCH to the pip spec of their CUDA build, e.g.
+#   MMOPS_TORCH="torch==2.9.1 torchaudio==2.9.1 --index-url <your CUDA wheel index>" make setup
+# or install torch into .venv themselves first; an installed torch is kept.
+if ! "$PY" -c "import torch" >/dev/null 2>&1; then
+  if [ -n "${MMOPS_TORCH:-}" ]; then
+    echo ">> installing torch from MMOPS_TORCH: $MMOPS_TORCH"
+    # shellcheck disable=SC2086
+    "$PY" -m pip install -q $MMOPS_TORCH
+  else
+    echo ">> installing the CPU build of torch"
+    "$PY" -m pip install -q "torch==2.13.0"
+  fi
+fi
+
+echo ">> installing mmops and its dependencies"
+"$PY" -m pip install -q -e ".[test]"
+
+# Registry wheels of torchaudio are CUDA-linked; beside a CPU torch their compiled extension
+# fails to load. Without it torchaudio falls back to pure PyTorch code (MelSpectrogram,
+# resample), which is all mmops uses. Only done when torch is a CPU build.
+if ! "$PY" -c "import torchaudio" >/dev/null 2>&1; then
+  if [ "$("$PY" -c 'import torch; print(torch.version.cuda is None)')" = "True" ]; then
+    echo ">> CPU torch: removing torchaudio's CUDA-linked extension (pure PyTorch fallback)"
+    rm -f "$("$PY" -c 'import importlib.util, os; print(os.path.dirname(importlib.util.find_spec("torchaudio").origin))')"/lib/*.so
+  fi
+  "$PY" -c "import torchaudio" || { echo "error: torchaudio does not import; see README (GPU)" >&2; exit 1; }
+fi
+
+touch "$VENV/.installed"
+echo ">> environment ready in $VENV"

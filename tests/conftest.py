@@ -1,0 +1,109 @@
+"""Shared fixtures: tool state in a temp dir, a tiny local text model, a small avdigits set."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Tool state goes to a per-session temp dir, before any tool is imported.
+_STATE = Path(tempfile.mkdtemp(prefix="mmops-tests-"))
+os.environ["PREFECT_HOME"] = str(_STATE / "prefect")
+os.environ["DVC_SITE_CACHE_DIR"] = str(_STATE / "dvc-site")
+os.environ["HF_HOME"] = str(_STATE / "hf")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+REPO = Path(__file__).resolve().parents[1]
+CLUE_WORDS = (
+    "[PAD] [UNK] [CLS] [SEP] [MASK] it is an a the even odd number greater smaller less more than "
+    "prime not bigger above below under over one two three four five six seven eight nine zero "
+    "digit this clue no hint , . 0 1 2 3 4 5 6 7 8 9"
+).split()
+
+
+@pytest.fixture(scope="session")
+def tiny_text_model(tmp_path_factory) -> Path:
+    """A one-layer BERT and its word-level tokenizer, saved locally (no hub access)."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    vocab = path / "vocab.txt"
+    vocab.write_text("\n".join(CLUE_WORDS) + "\n")
+    BertTokenizer(str(vocab)).save_pretrained(path)
+    config = BertConfig(
+        vocab_size=len(CLUE_WORDS), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=64,
+    )
+    BertModel(config).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory) -> Path:
+    """A 200-sample avdigits subset (deterministic), shared read-only by tests."""
+    from mmops.data.avdigits import DemoConfig, generate
+
+    out = tmp_path_factory.mktemp("avdigits")
+    generate(out, DemoConfig(n_samples=200), [str(d) for d in range(10)])
+    return out
+
+
+def overrides_for(tmp: Path, text_model: Path, **extra: str) -> list[str]:
+    """`--set` overrides that keep a test fast and inside `tmp`."""
+    base = {
+        "paths.data": tmp / "data",
+        "paths.reports": tmp / "reports",
+        "paths.features": tmp / "features",
+        "paths.model": tmp / "model",
+        "paths.metrics": tmp / "metrics",
+        "paths.cache": tmp / "cache",
+        "model.text.options.pretrained": text_model,
+        "model.width": 32,
+        "model.head.hidden": 64,
+        "train.epochs": 8,
+        "train.batch_size": 16,
+        "train.lr": 0.005,
+        "train.patience": 8,
+        "gate.min_accuracy": 0.3,
+        "gate.min_macro_f1": 0.25,
+        "demo.n_samples": 200,
+    }
+    base.update(extra)
+    return [f"{k}={v}" for k, v in base.items()]
+
+
+@pytest.fixture
+def make_params(tmp_path, tiny_text_model):
+    from mmops.config import load_params
+
+    def build(**extra):
+        return load_params(None, overrides_for(tmp_path, tiny_text_model, **extra))
+
+    return build
+
+
+@pytest.fixture
+def fast_overrides(tiny_text_model):
+    """Build `--set` overrides for a fast run rooted at a given folder."""
+
+    def build(tmp: Path, **extra) -> list[str]:
+        return overrides_for(tmp, tiny_text_model, **extra)
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def prepared(tmp_path_factory, tiny_text_model, small_dataset):
+    """Params rooted in a session temp dir, with the small dataset validated and featurized."""
+    from mmops import stages
+    from mmops.config import load_params
+
+    root = tmp_path_factory.mktemp("prepared")
+    params = load_params(None, overrides_for(root, tiny_text_model))
+    stages.validate(params, small_dataset)
+    stages.preprocess(params, small_dataset)
+    return params

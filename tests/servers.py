@@ -1,0 +1,70 @@
+"""Start real servers for tests on 127.0.0.1 and stop them by PID."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited early ({proc.returncode}); log:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} not healthy after {timeout}s; log:\n{log.read_text()[-3000:]}")
+
+
+@contextmanager
+def running(cmd: list[str], health_url: str, log: Path, env: dict | None = None, timeout: float = 120):
+    """Run `cmd` in its own process group until the block ends; then stop it by PID."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, start_new_session=True
+        )
+    try:
+        wait_http(health_url, proc, timeout, log)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+@contextmanager
+def prefect_server(home: Path):
+    """A real `prefect server start` on 127.0.0.1 with its own PREFECT_HOME; yields the API URL."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    port = free_port()
+    home.mkdir(parents=True, exist_ok=True)
+    env = {"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false"}
+    cmd = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    api = f"http://127.0.0.1:{port}/api"
+    with running(cmd, f"{api}/health", home / "server.log", env):
+        with temporary_settings(updates={PREFECT_API_URL: api}):
+            yield api
