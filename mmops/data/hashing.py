@@ -1,0 +1,120 @@
+"""Content hash of a dataset: the manifest bytes plus every media file it names."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from mmops.data.manifest import MEDIA_COLUMNS, manifest_path, read_manifest
+
+CHUNK = 1 << 20
+MISSING = "missing"  # digest stand-in for a named file that does not exist
+OUTSIDE = "outside"  # ... for a path that resolves outside the dataset folder (never read)
+
+
+def bytes_sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of one file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class InsideResolver:
+    """Resolve manifest cells against a dataset root, following symlinks; None if the result escapes.
+
+    Directories are resolved once and cached, so each file costs one lstat, not one per component.
+    """
+
+    def __init__(self, root: str | Path):
+        self.root = os.path.realpath(root)
+        self._prefix = self.root.rstrip(os.sep) + os.sep
+        self._dirs: dict[str, str] = {}
+
+    def __call__(self, rel: str) -> Path | None:
+        if not rel or "\0" in rel:
+            return None
+        full = rel if os.path.isabs(rel) else os.path.join(self.root, rel)
+        head, name = os.path.split(full)
+        try:
+            if name in ("", ".", ".."):
+                resolved = os.path.realpath(full)
+            else:
+                d = self._dirs.get(head)
+                if d is None:
+                    d = self._dirs[head] = os.path.realpath(head)
+                resolved = os.path.join(d, name)
+                if os.path.islink(resolved):
+                    resolved = os.path.realpath(resolved)
+        except (OSError, ValueError):
+            return None
+        inside = resolved == self.root or resolved.startswith(self._prefix)
+        return Path(resolved) if inside else None
+
+
+def resolve_inside(root: str | Path, rel: str) -> Path | None:
+    """The resolved path of a manifest cell, or None when it escapes `root` (.., absolute, symlink)."""
+    return InsideResolver(root)(rel)
+
+
+def media_cells(df: pd.DataFrame | None) -> list[str]:
+    """Sorted distinct non-empty media cells (relative paths as written) of a manifest."""
+    if df is None:
+        return []
+    cells: set[str] = set()
+    for col in MEDIA_COLUMNS:
+        if col in df.columns:
+            cells.update(v for v in df[col].astype(str) if v.strip())
+    return sorted(cells)
+
+
+def combine(manifest_name: str, manifest_digest: str, media: Iterable[tuple[str, str]]) -> str:
+    """Fold the manifest digest and (relative path, digest) pairs, in sorted order, into one sha256."""
+    h = hashlib.sha256()
+    h.update(f"mmops-dataset-v1\0{manifest_name}\0{manifest_digest}\n".encode())
+    for rel, digest in sorted(media):
+        h.update(rel.encode("utf-8", "surrogatepass") + b"\0" + digest.encode() + b"\n")
+    return h.hexdigest()
+
+
+def dataset_hash(
+    data_dir: str | Path,
+    known_digests: Mapping[Path, str] | None = None,
+    df: pd.DataFrame | None = None,
+) -> str:
+    """sha256 over the manifest bytes and every referenced media file (relative path + content).
+
+    `known_digests` (resolved path -> sha256) reuses digests already computed, e.g. by the
+    validator; `df` reuses an already-read manifest. The result does not depend on either.
+    """
+    data_dir = Path(data_dir)
+    mpath = manifest_path(data_dir)
+    mdigest = file_sha256(mpath)
+    if df is None:
+        try:
+            df = read_manifest(data_dir)
+        except Exception:  # unreadable manifest: its bytes alone identify it
+            df = None
+    resolve = InsideResolver(data_dir)
+    pairs = []
+    for rel in media_cells(df):
+        resolved = resolve(rel)
+        if resolved is None:
+            digest = OUTSIDE
+        elif resolved in (known_digests or {}):
+            digest = known_digests[resolved]  # type: ignore[index]
+        elif resolved.is_file():
+            digest = file_sha256(resolved)
+        else:
+            digest = MISSING
+        pairs.append((rel, digest))
+    return combine(mpath.name, mdigest, pairs)

@@ -1,0 +1,258 @@
+"""Media file rules: path containment, existence, content type, full decode, bounds, split leakage."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mmops.data.hashing import InsideResolver
+from mmops.data.manifest import MEDIA_COLUMNS, SPLITS
+from mmops.validate.config import AUDIO_FORMATS, IMAGE_FORMATS, ValidateConfig
+from mmops.validate.report import Findings
+
+PATH_RULES = ("path_inside_dataset", "file_exists", "media_type_matches")
+IMAGE_RULES = ("image_decodes", "image_size", "image_mode")
+AUDIO_RULES = ("audio_decodes", "audio_not_empty", "audio_finite", "audio_duration", "audio_sample_rate")
+
+
+def sniff(head: bytes) -> str | None:
+    """The media format from a file's first bytes (magic numbers), or None if unrecognised."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[:4] in (b"RIFF", b"RIFX", b"RF64") and head[8:12] == b"WAVE":
+        return "WAV"
+    if head[:2] == b"BM":
+        return "BMP"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "TIFF"
+    if head[:4] == b"fLaC":
+        return "FLAC"
+    if head[:4] == b"OggS":
+        return "OGG"
+    if head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
+        return "MP3"
+    return None
+
+
+@dataclass
+class FileResult:
+    """What checking one (file, column) found."""
+
+    digest: str | None = None
+    size: int = 0
+    fmt: str | None = None
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (rule, detail)
+
+
+def check_image(data: bytes, cfg: ValidateConfig) -> list[tuple[str, str]]:
+    """Decode the whole image (not just its header) and check its size and mode."""
+    from PIL import Image
+
+    lo, hi = cfg.image_min_side, cfg.image_max_side
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            w, h = im.size
+            problems = []
+            if not (lo <= w <= hi and lo <= h <= hi):
+                problems.append(("image_size", f"{w}x{h} px is outside {lo}..{hi} px per side"))
+                if w > hi or h > hi:  # do not decode what may be a decompression bomb
+                    return problems
+            if im.mode not in cfg.image_modes:
+                problems.append(("image_mode", f"mode {im.mode} is not one of {cfg.image_modes}"))
+            im.load()
+            return problems
+    except Image.DecompressionBombError as err:
+        return [("image_size", f"too many pixels: {err}")]
+    except Exception as err:
+        return [("image_decodes", f"does not decode: {type(err).__name__}: {err}")]
+
+
+def wav_shortfall(data: bytes) -> str | None:
+    """For a RIFF/WAVE file whose `data` chunk announces more bytes than the file holds, say so.
+
+    libsndfile quietly shortens such a file to what is there, so a cut-off WAV would decode.
+    """
+    if data[:4] not in (b"RIFF", b"RIFX") or data[8:12] != b"WAVE":
+        return None
+    order = "little" if data[:4] == b"RIFF" else "big"
+    off = 12
+    while off + 8 <= len(data):
+        cid, size = data[off : off + 4], int.from_bytes(data[off + 4 : off + 8], order)
+        if cid == b"data":
+            have = len(data) - off - 8
+            if size in (0, 0xFFFFFFFF):  # length left open by a streaming writer
+                return None
+            return f"truncated: data chunk announces {size} bytes, file holds {have}" if size > have else None
+        off += 8 + size + (size & 1)
+    return "no data chunk"
+
+
+def check_audio(data: bytes, cfg: ValidateConfig) -> list[tuple[str, str]]:
+    """Decode the whole audio file and check samples, duration and sample rate."""
+    import soundfile as sf
+
+    try:
+        with sf.SoundFile(io.BytesIO(data)) as f:
+            sr, frames = f.samplerate, f.frames
+            x = f.read(dtype="float32", always_2d=True)
+    except Exception as err:
+        return [("audio_decodes", f"does not decode: {type(err).__name__}: {' '.join(str(err).split())}")]
+    problems = []
+    n = x.shape[0]
+    short = wav_shortfall(data)
+    if short is None and 0 <= frames < 2**62 and n < frames:
+        short = f"truncated: header announces {frames} frames, {n} decoded"
+    if short:
+        problems.append(("audio_decodes", short))
+    if not cfg.audio_min_sample_rate <= sr <= cfg.audio_max_sample_rate:
+        problems.append(("audio_sample_rate", f"{sr} Hz is outside "
+                                              f"{cfg.audio_min_sample_rate}..{cfg.audio_max_sample_rate} Hz"))
+    if n == 0 or x.size == 0:
+        problems.append(("audio_not_empty", "no samples"))
+        return problems
+    bad = int(x.size - np.count_nonzero(np.isfinite(x)))
+    if bad:
+        problems.append(("audio_finite", f"{bad} of {x.size} samples are NaN or infinite"))
+    dur = n / sr if sr > 0 else float("inf")
+    if not cfg.audio_min_duration_s <= dur <= cfg.audio_max_duration_s:
+        problems.append(("audio_duration", f"{dur:.3f} s is outside "
+                                           f"{cfg.audio_min_duration_s}..{cfg.audio_max_duration_s} s"))
+    return problems
+
+
+def check_file(path: Path, cell: str, column: str, cfg: ValidateConfig) -> FileResult:
+    """Existence, content type by magic bytes, then a full decode of one media file."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except (FileNotFoundError, NotADirectoryError):
+        return FileResult(problems=[("file_exists", f"'{cell}' does not exist")])
+    except IsADirectoryError:
+        return FileResult(problems=[("file_exists", f"'{cell}' is a directory, not a file")])
+    except OSError as err:
+        return FileResult(problems=[("file_exists", f"'{cell}' cannot be read: {err.strerror or err}")])
+    res = FileResult(digest=hashlib.sha256(data).hexdigest(), size=len(data), fmt=sniff(data[:16]))
+    allowed = cfg.image_formats if column == "image" else cfg.audio_formats
+    other = AUDIO_FORMATS if column == "image" else IMAGE_FORMATS
+    if not data:
+        res.problems.append(("media_type_matches", f"'{cell}' is empty (0 bytes)"))
+    elif res.fmt is None:
+        res.problems.append(("media_type_matches", f"'{cell}' content is no known {column} format "
+                                                   f"(starts {data[:8]!r})"))
+    elif res.fmt in other:
+        res.problems.append(("media_type_matches", f"'{cell}' in the {column} column holds {res.fmt} content"))
+    elif res.fmt not in allowed:
+        res.problems.append(("media_type_matches", f"'{cell}' is {res.fmt}, allowed {column} formats: {allowed}"))
+    if res.problems:
+        return res
+    res.problems = check_image(data, cfg) if column == "image" else check_audio(data, cfg)
+    return res
+
+
+def check_files(
+    data_dir: Path, df: pd.DataFrame, ids: list[str], cfg: ValidateConfig, findings: Findings,
+    workers: int | None = None,
+) -> tuple[dict[str, int], dict[Path, str]]:
+    """All file rules over the manifest's media cells, `workers` threads at once.
+
+    Returns counts (files, bytes) and the sha256 of every file read (resolved path -> digest).
+    """
+    resolve = InsideResolver(data_dir)
+    workers = workers or cfg.workers
+    jobs: dict[tuple[Path, str], list[int]] = {}
+    cells: dict[tuple[Path, str], str] = {}
+    media = [c for c in MEDIA_COLUMNS if c in df.columns]
+    if not media:
+        findings.skip(PATH_RULES + IMAGE_RULES + AUDIO_RULES + ("split_leakage",), "no image or audio column")
+        return {"files": 0, "bytes": 0}, {}
+    findings.ran(*PATH_RULES)
+    findings.ran(*(IMAGE_RULES if "image" in media else ()), *(AUDIO_RULES if "audio" in media else ()))
+    if "image" not in media:
+        findings.skip(IMAGE_RULES, "no image column")
+    if "audio" not in media:
+        findings.skip(AUDIO_RULES, "no audio column")
+
+    for col in media:
+        for i, cell in enumerate(df[col].astype(str).tolist()):
+            if not cell.strip():
+                continue
+            resolved = resolve(cell)
+            if resolved is None:
+                findings.row("path_inside_dataset", col, i, ids[i],
+                             f"'{cell}' resolves outside the dataset folder")
+                if findings.enabled("path_inside_dataset"):
+                    continue  # never read files outside the dataset
+                try:
+                    resolved = Path(os.path.realpath(os.path.join(resolve.root, cell)))
+                except (OSError, ValueError):
+                    continue
+            key = (resolved, col)
+            jobs.setdefault(key, []).append(i)
+            cells.setdefault(key, cell)
+
+    keys = list(jobs)
+
+    def run(batch: list[tuple[Path, str]]) -> list[FileResult]:
+        return [check_file(key[0], cells[key], key[1], cfg) for key in batch]
+
+    if workers <= 1 or len(keys) < 2:
+        results = run(keys)
+    else:  # a few batches per thread: little queueing overhead, still balanced
+        size = max(1, min(256, len(keys) // (workers * 4)))
+        batches = [keys[i : i + size] for i in range(0, len(keys), size)]
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mmops-validate") as pool:
+            results = [res for part in pool.map(run, batches) for res in part]
+
+    digests: dict[Path, str] = {}
+    by_content: dict[tuple[str, str], list[int]] = defaultdict(list)
+    n_bytes = 0
+    for key, res in zip(keys, results):
+        path, col = key
+        for rule, detail in res.problems:
+            for i in jobs[key]:
+                findings.row(rule, col, i, ids[i], detail)
+        if res.digest is not None:
+            digests[path] = res.digest
+            n_bytes += res.size
+            by_content[(col, res.digest)].extend(jobs[key])
+
+    _check_leakage(df, ids, by_content, findings)
+    return {"files": len(keys), "bytes": n_bytes}, digests
+
+
+def _check_leakage(df: pd.DataFrame, ids: list[str], by_content: dict[tuple[str, str], list[int]],
+                   findings: Findings) -> None:
+    """The same media content (sha256) in two different splits is leakage: name the samples."""
+    if "split" not in df.columns:
+        findings.skip(["split_leakage"], "no split column (the pipeline splits)")
+        return
+    findings.ran("split_leakage")
+    split = df["split"].astype(str).tolist()
+    for (col, digest), rows in by_content.items():
+        if len(rows) < 2:
+            continue
+        splits = {split[i] for i in rows if split[i] in SPLITS}
+        if len(splits) < 2:
+            continue
+        for i in sorted(set(rows)):
+            others = [j for j in rows if split[j] != split[i] and split[j] in SPLITS]
+            if not others or split[i] not in SPLITS:
+                continue
+            shown = ", ".join(f"{ids[j]} ({split[j]})" for j in others[:3])
+            more = f" and {len(others) - 3} more" if len(others) > 3 else ""
+            findings.row("split_leakage", col, i, ids[i],
+                         f"{split[i]} sample shares {col} content {digest[:12]} with {shown}{more}")

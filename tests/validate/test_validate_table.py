@@ -1,0 +1,185 @@
+"""The manifest and table rules: a valid dataset passes, each broken variant fails on its rule."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+
+def test_valid_dataset_passes(dataset, check):
+    report = check(dataset)
+    assert report.passed, report.summary()
+    assert report.failures == []
+    assert report.n_rows == 30 and report.n_files == 60
+    assert report.rows_per_split == {"test": 10, "train": 10, "val": 10}
+    assert set(report.rules.values()) == {"passed"}
+
+
+def test_valid_parquet_manifest_passes(tmp_path, kit, check):
+    root = kit.make_dataset(tmp_path / "pq", fmt="parquet")
+    report = check(root)
+    assert report.passed, report.summary()
+    assert report.manifest == "manifest.parquet"
+
+
+def test_no_split_column_passes_and_skips_split_rules(dataset, kit, check):
+    kit.save(dataset, kit.load(dataset).drop(columns=["split"]))
+    report = check(dataset)
+    assert report.passed, report.summary()
+    assert report.rules["split_in_set"] == "skipped"
+    assert report.rules["split_leakage"] == "skipped"
+
+
+# --------------------------------------------------------------------------- manifest
+
+
+def test_missing_manifest(dataset, kit, check):
+    (dataset / "manifest.csv").unlink()
+    kit.assert_fails(check(dataset), "manifest_exists", str(dataset))
+
+
+def test_missing_dataset_folder(tmp_path, kit, check):
+    kit.assert_fails(check(tmp_path / "nope"), "manifest_exists", "does not exist")
+
+
+def test_non_utf8_byte_names_its_row(dataset, kit, check):
+    path = dataset / "manifest.csv"
+    raw = path.read_bytes().replace(b"sample 3\"", b"sample \xe9 3\"", 1)  # s003's text, line 5
+    assert b"\xe9" in raw
+    path.write_bytes(raw)
+    report = check(dataset)
+    kit.assert_fails(report, "manifest_encoding", "line 5", "data row 4", "s003", "e9")
+
+
+def test_header_only_manifest(dataset, kit, check):
+    (dataset / "manifest.csv").write_text("sample_id,split,label,text,image,audio\n")
+    kit.assert_fails(check(dataset), "manifest_not_empty", "no rows")
+
+
+def test_empty_manifest_file(dataset, kit, check):
+    (dataset / "manifest.csv").write_bytes(b"")
+    kit.assert_fails(check(dataset), "manifest_not_empty", "manifest.csv")
+
+
+def test_ragged_csv_is_unreadable(dataset, kit, check):
+    with open(dataset / "manifest.csv", "a") as fh:
+        fh.write("s999,train,1,a,b,c,d,e\n")
+    kit.assert_fails(check(dataset), "manifest_readable", "manifest.csv")
+
+
+def test_corrupt_parquet_is_unreadable(tmp_path, kit, check):
+    root = kit.make_dataset(tmp_path / "pq", fmt="parquet")
+    (root / "manifest.parquet").write_bytes(b"PAR1 this is not parquet")
+    kit.assert_fails(check(root), "manifest_readable", "manifest.parquet")
+
+
+def test_required_column_missing_is_named(dataset, kit, check):
+    kit.save(dataset, kit.load(dataset).drop(columns=["label"]))
+    report = check(dataset)
+    kit.assert_fails(report, "required_columns", "'label'")
+    assert report.rules["label_in_classes"] == "skipped"
+
+
+def test_required_columns_are_configurable(dataset, kit, check):
+    kit.save(dataset, kit.load(dataset).drop(columns=["audio"]))
+    kit.assert_fails(check(dataset), "required_columns", "'audio'")
+    report = check(dataset, required_columns=["sample_id", "label"])
+    assert report.passed, report.summary()
+
+
+# --------------------------------------------------------------------------- table rules (GE)
+
+
+def test_empty_sample_id(dataset, kit, check):
+    kit.set_cell(dataset, "s005", "sample_id", "")
+    kit.assert_fails(check(dataset), "sample_id_not_null", "row 6", "sample_id")
+
+
+def test_duplicate_sample_id(dataset, kit, check):
+    kit.set_cell(dataset, "s004", "sample_id", "s003")
+    kit.assert_fails(check(dataset), "sample_id_unique", "s003", "sample_id", "appears 2 times")
+
+
+def test_empty_label(dataset, kit, check):
+    kit.set_cell(dataset, "s005", "label", "")
+    kit.assert_fails(check(dataset), "label_not_null", "s005", "label")
+
+
+def test_label_not_in_classes(dataset, kit, check):
+    kit.set_cell(dataset, "s007", "label", "11")
+    kit.assert_fails(check(dataset), "label_in_classes", "s007", "label", "'11'")
+
+
+def test_bad_split_value(dataset, kit, check):
+    kit.set_cell(dataset, "s002", "split", "training")
+    kit.assert_fails(check(dataset), "split_in_set", "s002", "split", "'training'")
+
+
+def test_empty_split_value_when_column_present(dataset, kit, check):
+    kit.set_cell(dataset, "s002", "split", "")
+    kit.assert_fails(check(dataset), "split_in_set", "s002")
+
+
+def test_text_too_long(dataset, kit, check):
+    kit.set_cell(dataset, "s008", "text", "x" * 200)
+    kit.assert_fails(check(dataset, text_max_chars=100), "text_length", "s008", "text", "200 chars")
+
+
+def test_text_too_short(dataset, kit, check):
+    kit.set_cell(dataset, "s008", "text", "ab")
+    kit.assert_fails(check(dataset, text_min_chars=3), "text_length", "s008")
+
+
+def test_duplicate_rows(dataset, kit, check):
+    df = kit.load(dataset)
+    content = ["split", "label", "text", "image", "audio"]
+    df.loc[df.sample_id == "s011", content] = df.loc[df.sample_id == "s010", content].to_numpy()
+    kit.save(dataset, df)
+    kit.assert_fails(check(dataset), "duplicate_rows", "s010", "s011")
+
+
+# --------------------------------------------------------------------------- table rules (pandas)
+
+
+def test_row_with_no_modality(dataset, kit, check):
+    for col in ("text", "image", "audio"):
+        kit.set_cell(dataset, "s012", col, "")
+    kit.assert_fails(check(dataset), "modality_present", "s012", "text,image,audio")
+
+
+def test_row_with_one_modality_is_fine(dataset, kit, check):
+    for col in ("image", "audio"):
+        kit.set_cell(dataset, "s012", col, "")
+    assert check(dataset).passed
+
+
+def test_class_missing_from_a_split(dataset, kit, check):
+    df = kit.load(dataset)
+    kit.save(dataset, df[df.sample_id != "s029"])  # the only '9' in test
+    kit.assert_fails(check(dataset), "min_samples_per_class_split", "label", "'9'", "'test'")
+
+
+def test_min_samples_per_class_is_configurable(dataset, kit, check):
+    kit.assert_fails(check(dataset, min_samples_per_class=2), "min_samples_per_class_split", "label")
+
+
+def _add_text_rows(root, kit, n: int, label: str = "0") -> None:
+    df = kit.load(root)
+    extra = pd.DataFrame([{"sample_id": f"x{i:03d}", "split": "train", "label": label,
+                           "text": f"extra text {i}", "image": "", "audio": ""} for i in range(n)])
+    kit.save(root, pd.concat([df, extra], ignore_index=True))
+
+
+def test_severe_class_imbalance(dataset, kit, check):
+    _add_text_rows(dataset, kit, 40)  # class 0: 43, the others 3 -> ratio 0.07 < 0.1
+    kit.assert_fails(check(dataset), "class_balance", "label", "'0'")
+
+
+def test_mild_class_imbalance_is_a_warning(dataset, kit, check):
+    _add_text_rows(dataset, kit, 4)  # class 0: 7, others 3 -> ratio 0.43 < 0.5
+    report = check(dataset)
+    assert report.passed, report.summary()
+    [warn] = report.warnings
+    assert warn.rule == "class_balance_mild" and warn.column == "label"
+    assert "class_balance_mild" in report.summary()
+    report = check(dataset, severity={"class_balance_mild": "error"})
+    kit.assert_fails(report, "class_balance_mild", "label")
