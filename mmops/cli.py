@@ -129,6 +129,21 @@ def register_cmd(data: DataOpt = None, params: ParamsOpt = Path("params.yaml"), 
     print_summary(result, None)
 
 
+@app.command("ablate")
+def ablate_cmd(
+    out: Annotated[Path, typer.Option(help="output folder for models and the table")] = Path("artifacts/ablation"),
+    params: ParamsOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+) -> None:
+    """Train and evaluate each single modality and the fused model on the same splits (run preprocess first)."""
+    from mmops.evaluate.ablation import ablate, render_table
+
+    p = _params(params, set_)
+    results = _guard(lambda: ablate(p, out))
+    Console().print(render_table(results))
+    console.print(f"table written to {out / 'ablation.md'}")
+
+
 @app.command("run")
 def run_cmd(data: DataOpt = None, params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
     """Run the whole pipeline as a Prefect flow (demo data when --data is not given)."""

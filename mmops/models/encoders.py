@@ -61,9 +61,10 @@ class CNNConfig(ComponentConfig):
     channels: list[int] = Field(default_factory=lambda: [32, 64], min_length=1)
     dropout: float = Field(0.1, ge=0, lt=1)
     stem_stride: int = Field(1, ge=1, le=4, description="stride of the first conv")
+    pool: int = Field(4, ge=1, le=16, description="final feature map is pooled to pool x pool")
 
 
-def _conv_stack(channels: list[int], dropout: float, stem_stride: int = 1) -> nn.Sequential:
+def _conv_stack(channels: list[int], dropout: float, stem_stride: int = 1, pool: int = 1) -> nn.Sequential:
     layers: list[nn.Module] = []
     in_ch = 1
     for i, out_ch in enumerate(channels):
@@ -74,7 +75,7 @@ def _conv_stack(channels: list[int], dropout: float, stem_stride: int = 1) -> nn
             nn.MaxPool2d(2),
         ]
         in_ch = out_ch
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout)]
+    layers += [nn.AdaptiveAvgPool2d(pool), nn.Flatten(), nn.Dropout(dropout)]  # keeps coarse layout
     return nn.Sequential(*layers)
 
 
@@ -84,8 +85,8 @@ class SmallCNNImageEncoder(nn.Module):
 
     def __init__(self, cfg: CNNConfig, load_weights: bool = True) -> None:
         super().__init__()
-        self.net = _conv_stack(cfg.channels, cfg.dropout, cfg.stem_stride)
-        self.out_dim = cfg.channels[-1]
+        self.net = _conv_stack(cfg.channels, cfg.dropout, cfg.stem_stride, cfg.pool)
+        self.out_dim = cfg.channels[-1] * cfg.pool * cfg.pool
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -102,8 +103,8 @@ class MelCNNAudioEncoder(nn.Module):
 
     def __init__(self, cfg: MelCNNConfig, load_weights: bool = True) -> None:
         super().__init__()
-        self.net = _conv_stack(cfg.channels, cfg.dropout, cfg.stem_stride)
-        self.out_dim = cfg.channels[-1]
+        self.net = _conv_stack(cfg.channels, cfg.dropout, cfg.stem_stride, cfg.pool)
+        self.out_dim = cfg.channels[-1] * cfg.pool * cfg.pool
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mean = x.mean(dim=(2, 3), keepdim=True)

@@ -43,7 +43,7 @@ def first_run(env, small_dataset, tiny_text_model):
 
 
 def _champion() -> str:
-    return MlflowClient().get_model_version_by_alias(NAME, "champion").version
+    return str(MlflowClient().get_model_version_by_alias(NAME, "champion").version)
 
 
 def _test_rows(dataset: Path, n: int = 12) -> pd.DataFrame:
@@ -97,7 +97,7 @@ def test_worse_model_leaves_champion(first_run, env, small_dataset, tiny_text_mo
     assert result["registry"]["promoted"] is False
     assert _champion() == "1"
     client = MlflowClient()
-    assert client.get_model_version_by_alias(NAME, "challenger").version == "2"
+    assert str(client.get_model_version_by_alias(NAME, "challenger").version) == "2"
     assert client.get_model_version(NAME, "2").tags["gate.decision"] == "rejected"
     failed = {r["rule"] for r in result["registry"]["decision"]["rules"] if not r["passed"]}
     assert "max_regression" in failed
@@ -113,12 +113,12 @@ def test_invalid_data_stops_before_training(first_run, env, small_dataset, tiny_
     bad_id = df.loc[5, "sample_id"]
     df.loc[5, "label"] = "eleven"
     df.to_csv(broken / "manifest.csv", index=False)
-    versions_before = {v.version for v in MlflowClient().search_model_versions(f"name='{NAME}'")}
+    versions_before = {str(v.version) for v in MlflowClient().search_model_versions(f"name='{NAME}'")}
 
     run_dir = env / "run3"
     with pytest.raises(DataValidationError, match=bad_id):
         retrain(params_path=None, overrides=overrides_for(run_dir, tiny_text_model, **{"registry.model_name": NAME}),
                 data_dir=str(broken))
     assert not (run_dir / "features").exists() and not (run_dir / "model").exists()
-    assert {v.version for v in MlflowClient().search_model_versions(f"name='{NAME}'")} == versions_before
+    assert {str(v.version) for v in MlflowClient().search_model_versions(f"name='{NAME}'")} == versions_before
     assert _champion() == "1"

@@ -1,0 +1,69 @@
+"""`dvc repro` runs the same stages, reproduces the metrics, and a second run is a no-op."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def project(tmp_path, tiny_text_model):
+    """A copy of the project's pipeline with small, fast params."""
+    for name in ("dvc.yaml", ".dvcignore"):
+        shutil.copy(REPO / name, tmp_path / name)
+    shutil.copytree(REPO / "mmops", tmp_path / "mmops", ignore=shutil.ignore_patterns("__pycache__"))
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["demo"]["n_samples"] = 100
+    params["model"]["text"]["options"]["pretrained"] = str(tiny_text_model)
+    params["model"]["width"] = 32
+    params["train"].update(epochs=3, batch_size=16)
+    params["gate"].update(min_accuracy=0.0, min_macro_f1=0.0)
+    params["registry"]["model_name"] = "mmops-dvc"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "DVC_NO_ANALYTICS": "1",
+    }
+    subprocess.run([str(BIN / "dvc"), "init", "--no-scm", "-q"], cwd=tmp_path, env=env, check=True)
+    return tmp_path, env
+
+
+def dvc(project, *args):
+    path, env = project
+    return subprocess.run([str(BIN / "dvc"), *args], cwd=path, env=env, capture_output=True, text=True, timeout=900)
+
+
+def test_repro_runs_every_stage_then_nothing(project):
+    first = dvc(project, "repro")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    for stage in ("demo_data", "validate", "preprocess", "train", "evaluate", "register"):
+        assert f"Running stage '{stage}'" in first.stdout
+    metrics = json.loads((project[0] / "artifacts/metrics/metrics.json").read_text())
+    registry = json.loads((project[0] / "reports/registry.json").read_text())
+    assert registry["version"] == "1" and registry["promoted"] is True
+
+    shown = dvc(project, "metrics", "show", "--json")
+    assert shown.returncode == 0
+    assert json.dumps(metrics["accuracy"]) in shown.stdout
+
+    second = dvc(project, "repro")
+    assert second.returncode == 0
+    assert "Running stage" not in second.stdout
+
+    # from scratch again (every stage forced): the seeded pipeline gives the same metrics
+    forced = dvc(project, "repro", "--force")
+    assert forced.returncode == 0, forced.stderr[-3000:]
+    assert json.loads((project[0] / "artifacts/metrics/metrics.json").read_text()) == metrics
