@@ -28,9 +28,12 @@ DataOpt = Annotated[Optional[Path], typer.Option("--data", "-d", help="dataset f
 
 
 def _params(path: Path, overrides: list[str] | None):
-    from mmops.config import load_params
+    from mmops.config import ConfigError, load_params
 
-    return load_params(path if path.exists() or path != Path("params.yaml") else None, overrides)
+    try:
+        return load_params(path if path.exists() or path != Path("params.yaml") else None, overrides)
+    except ConfigError as err:
+        _fail(str(err), 2)
 
 
 def _fail(message: str, code: int = 1) -> None:
