@@ -22,11 +22,33 @@ def _task(fn, name: str, **kwargs):
 
 
 demo_data = _task(stages.demo_data, "demo_data")
-validate = _task(stages.validate, "validate")
+
+
+@task(name="validate", cache_policy=NO_CACHE)
+def validate(params, data: Path):
+    """Validate; the report becomes a Prefect artifact whether the data passed or not."""
+    try:
+        return stages.validate(params, data)
+    finally:
+        report = stages.validation_json(params).with_suffix(".md")
+        if report.exists():
+            create_markdown_artifact(key="validation-report", markdown=report.read_text(), description="data validation")
+
+
 preprocess = _task(stages.preprocess, "preprocess")
 train = _task(stages.train, "train")
 evaluate = _task(stages.evaluate, "evaluate")
 register = _task(stages.register, "register")
+
+
+def metrics_markdown(metrics: dict) -> str:
+    rows = ["| metric | value |", "| --- | --- |"]
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            rows += [f"| {key}.{k} | {v:.4f} |" for k, v in value.items()]
+        else:
+            rows.append(f"| {key} | {value:.4f} |" if isinstance(value, float) else f"| {key} | {value} |")
+    return "\n".join(rows) + "\n"
 
 
 @flow(name="mmops-retrain", log_prints=True)
@@ -39,6 +61,7 @@ def retrain(params_path: str | None = "params.yaml", overrides: list[str] | None
     train(params)
     metrics = evaluate(params)
     result = register(params, data)
+    create_markdown_artifact(key="test-metrics", markdown=metrics_markdown(metrics), description="test split")
     create_markdown_artifact(
         key="gate-decision", markdown=(params.paths.reports / "gate.md").read_text(), description="promotion gate"
     )

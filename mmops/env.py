@@ -29,3 +29,4 @@ def configure_tool_env(root: Path | None = None) -> None:
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, str(value))
+    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)  # Prefect makes only the leaf

@@ -90,7 +90,9 @@ def register(
             mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
         mlflow.log_metrics({f"test_{k}": v for k, v in _flatten(metrics).items()})
         mlflow.log_artifacts(str(metrics_dir), "evaluation")
-        mlflow.log_artifact(str(validation_json), "validation")
+        for report in (Path(validation_json), Path(validation_json).with_suffix(".md")):
+            if report.exists():
+                mlflow.log_artifact(str(report), "validation")
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=MultimodalPyfunc(),
