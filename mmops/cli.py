@@ -103,12 +103,16 @@ def preprocess_cmd(data: DataOpt = None, params: ParamsOpt = Path("params.yaml")
 
 
 @app.command("train")
-def train_cmd(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+def train_cmd(
+    params: ParamsOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue from the last epoch checkpoint (last.pt)")] = False,
+) -> None:
     """Train the fusion model (CUDA + mixed precision when present; DDP under torchrun)."""
     from mmops import stages
 
     p = _params(params, set_)
-    out = _guard(lambda: stages.train(p))
+    out = _guard(lambda: stages.train(p, resume=resume))
     console.print(f"checkpoint written to {out}")
 
 

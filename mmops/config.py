@@ -76,6 +76,18 @@ class ModelConfig(Strict):
     audio: ComponentSpec = ComponentSpec(name="mel_cnn_audio")
     fusion: ComponentSpec = ComponentSpec(name="concat")
     head: HeadConfig = HeadConfig()
+    modality_dropout: float | dict[Modality, float] = Field(
+        0.0, description="training only: probability per sample of treating a modality as missing "
+        "(one value for all, or per modality); a sample never loses all its modalities",
+    )
+
+    @field_validator("modality_dropout")
+    @classmethod
+    def _probabilities(cls, v: float | dict[str, float]) -> float | dict[str, float]:
+        for p in v.values() if isinstance(v, dict) else [v]:
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"modality_dropout must lie in [0, 1], got {p}")
+        return v
 
     @field_validator("modalities")
     @classmethod
@@ -97,6 +109,28 @@ class ModelConfig(Strict):
         return self
 
 
+# Training-time augmentation (applied by mmops/models/augment.py), off by default.
+class SpecAugmentConfig(Strict):
+    time_mask: int = Field(10, ge=0, description="max width (frames) of one time mask")
+    freq_mask: int = Field(6, ge=0, description="max width (mel bins) of one frequency mask")
+    n_masks: int = Field(2, ge=0, description="masks of each kind per sample")
+
+
+class ImageJitterConfig(Strict):
+    max_shift: float = Field(0.1, ge=0, le=1, description="fraction of the image size")
+    max_rotate_deg: float = Field(10.0, ge=0, le=180)
+    max_scale: float = Field(0.1, ge=0, lt=1, description="scale drawn from [1 - s, 1 + s]")
+
+
+class AugmentConfig(Strict):
+    specaugment: SpecAugmentConfig | None = None
+    image_jitter: ImageJitterConfig | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.specaugment is not None or self.image_jitter is not None
+
+
 class TrainConfig(Strict):
     epochs: int = Field(20, ge=1, le=10_000)
     batch_size: int = Field(64, ge=1)
@@ -106,6 +140,11 @@ class TrainConfig(Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = Field(True, description="mixed precision, used only on CUDA")
     num_workers: int = Field(0, ge=0)
+    grad_clip: float | None = Field(None, gt=0, description="clip the global gradient norm to this")
+    schedule: Literal["none", "cosine"] = "none"
+    warmup_epochs: int = Field(0, ge=0, description="linear LR warm-up (per step) before the schedule")
+    compile: bool = Field(False, description="torch.compile the model for training")
+    augment: AugmentConfig = Field(AugmentConfig(), description="training-only augmentation; off by default")
 
 
 class RegistryConfig(Strict):

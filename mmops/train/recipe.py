@@ -7,6 +7,7 @@ Run it with `mmops train` (one process, CPU or one GPU) or
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from contextlib import nullcontext
@@ -21,12 +22,14 @@ from torch.nn.parallel import DistributedDataParallel
 
 from mmops.config import Params
 from mmops.features.tensors import index, to_device
-from mmops.models import MultimodalClassifier
+from mmops.models import MultimodalClassifier, tokenizer_source
+from mmops.models.augment import augment_batch
 from mmops.models.classifier import with_frozen_embeddings
-from mmops.train.checkpoint import CHECKPOINT, export_text_backbone
+from mmops.train.checkpoint import CHECKPOINT, TEXT_BACKBONE, export_text_backbone
 from mmops.train.distributed import DistInfo, cleanup, init_distributed, pick_device
 
 console = Console(stderr=True)
+LAST = "last.pt"  # written every epoch: everything needed to resume
 
 
 def seed_everything(seed: int) -> None:
@@ -35,15 +38,49 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def rng_states() -> dict:
+    """Every RNG the training loop draws from (dropout, modality dropout, augmentation)."""
+    states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def lr_lambda(steps_per_epoch: int, epochs: int, warmup_epochs: int, schedule: str):
+    """Per-step LR multiplier: linear warm-up over `warmup_epochs`, then constant or cosine to 0."""
+    warmup = warmup_epochs * steps_per_epoch
+    total = max(epochs * steps_per_epoch, 1)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if schedule == "cosine":
+            progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return 1.0
+
+    return factor
+
+
 class TrainRecipe:
     """Trains a MultimodalClassifier on featurized splits with early stopping on val macro-F1."""
 
-    def __init__(self, params: Params, features_dir: Path, out_dir: Path) -> None:
+    def __init__(self, params: Params, features_dir: Path, out_dir: Path, resume: bool = False) -> None:
         self.params = params
         self.cfg = params.train
         self.features_dir = Path(features_dir)
         self.out_dir = Path(out_dir)
+        self.resume = resume
         self.history: list[dict] = []
+        self.start_epoch, self.best_f1, self.best_epoch, self.stale, self.stopped = 1, -1.0, -1, 0, False
 
     # -- setup -----------------------------------------------------------------------------
     def setup(self) -> None:
@@ -59,12 +96,34 @@ class TrainRecipe:
         self.ddp = (
             DistributedDataParallel(self.model, find_unused_parameters=True) if self.dist.enabled else self.model
         )
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(trainable, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        self.forward = torch.compile(self.ddp) if self.cfg.compile else self.ddp
+        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.trainable, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        self.steps_per_epoch = len(self._global_batches(1))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lr_lambda(self.steps_per_epoch, self.cfg.epochs, self.cfg.warmup_epochs, self.cfg.schedule)
+        )
 
         self.use_amp = self.device.type == "cuda" and self.cfg.amp
         self.amp_dtype = torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
+        if self.resume and (self.out_dir / LAST).exists():
+            self._load_last()
+
+    def _load_last(self) -> None:
+        """Restore model, optimizer, scheduler, scaler, RNGs and loop state from `last.pt`."""
+        state = torch.load(self.out_dir / LAST, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(state["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        set_rng_states(state["rng"])
+        self.history = state["history"]
+        self.start_epoch = state["epoch"] + 1
+        self.best_f1, self.best_epoch, self.stale = state["best_f1"], state["best_epoch"], state["stale"]
+        self.stopped = state["stopped"]
+        if self.dist.is_main:
+            console.print(f"resumed from {self.out_dir / LAST} after epoch {state['epoch']}")
 
     def _wants_cuda(self) -> bool:
         return self.cfg.device == "cuda" or (self.cfg.device == "auto" and torch.cuda.is_available())
@@ -74,12 +133,14 @@ class TrainRecipe:
 
     # -- train -----------------------------------------------------------------------------
     def train(self) -> dict:
-        best_f1, best_epoch, stale = -1.0, -1, 0
-        for epoch in range(1, self.cfg.epochs + 1):
+        for epoch in range(self.start_epoch, self.cfg.epochs + 1):
+            if self.stopped:
+                break
             started = time.perf_counter()
             train_loss = self._train_one_epoch(epoch)
             val = self.evaluate_split(self.val_set)
             row = {"epoch": epoch, "train_loss": train_loss, **{f"val_{k}": v for k, v in val.items()}}
+            row["lr"] = self.scheduler.get_last_lr()[0]
             row["seconds"] = round(time.perf_counter() - started, 3)
             self.history.append(row)
             if self.dist.is_main:
@@ -87,33 +148,54 @@ class TrainRecipe:
                     f"epoch {epoch:>3}  loss {train_loss:.4f}  val_loss {val['loss']:.4f}  "
                     f"val_acc {val['accuracy']:.4f}  val_f1 {val['macro_f1']:.4f}  ({row['seconds']:.1f}s)"
                 )
-            if val["macro_f1"] > best_f1:
-                best_f1, best_epoch, stale = val["macro_f1"], epoch, 0
+            if val["macro_f1"] > self.best_f1:
+                self.best_f1, self.best_epoch, self.stale = val["macro_f1"], epoch, 0
                 self.save_checkpoint(epoch, val)
             else:
-                stale += 1
-                if stale >= self.cfg.patience:
+                self.stale += 1
+                if self.stale >= self.cfg.patience:
                     if self.dist.is_main:
-                        console.print(f"early stop: no val improvement for {stale} epochs")
-                    break
-        return {"best_epoch": best_epoch, "best_val_macro_f1": best_f1, "epochs_run": len(self.history)}
+                        console.print(f"early stop: no val improvement for {self.stale} epochs")
+                    self.stopped = True
+            self.save_last(epoch)
+        return {"best_epoch": self.best_epoch, "best_val_macro_f1": self.best_f1, "epochs_run": len(self.history)}
+
+    def _global_batches(self, epoch: int) -> list[torch.Tensor]:
+        """The epoch's shuffled global batches (the same on every rank; seeded by seed + epoch).
+
+        Under DDP each global batch is split across ranks, so N processes with per-rank batch
+        B/N take the same optimizer steps as one process with batch B. A final batch smaller
+        than the world size is dropped.
+        """
+        n = len(self.train_set["labels"])
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.params.seed + epoch))
+        batches = list(order.split(self.cfg.batch_size))
+        return [b for b in batches if len(b) >= self.dist.world_size]
 
     def _train_one_epoch(self, epoch: int) -> float:
         self.ddp.train()
-        order = torch.randperm(len(self.train_set["labels"]), generator=torch.Generator().manual_seed(self.params.seed + epoch))
-        per_rank = len(order) // self.dist.world_size
-        order = order[self.dist.rank * per_rank : (self.dist.rank + 1) * per_rank]
+        world, rank = self.dist.world_size, self.dist.rank
         total, seen = 0.0, 0
-        for start in range(0, len(order), self.cfg.batch_size):
-            batch = to_device(index(self.train_set, order[start : start + self.cfg.batch_size]), self.device)
+        for global_idx in self._global_batches(epoch):
+            mine = global_idx.tensor_split(world)[rank]
+            batch = to_device(index(self.train_set, mine), self.device)
+            if self.cfg.augment.enabled:
+                batch = augment_batch(batch, self.cfg.augment)
             with self._autocast():
-                loss = F.cross_entropy(self.ddp(batch), batch["labels"])
+                # sum over my rows / global batch size, times world (DDP averages gradients over
+                # ranks): the gradient is exactly the global batch's mean-loss gradient
+                loss_sum = F.cross_entropy(self.forward(batch), batch["labels"], reduction="sum")
+                loss = loss_sum * world / len(global_idx)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
+            if self.cfg.grad_clip is not None:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.trainable, self.cfg.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            total += loss.item() * len(batch["labels"])
-            seen += len(batch["labels"])
+            self.scheduler.step()
+            total += loss_sum.item()
+            seen += len(mine)
         return total / max(seen, 1)
 
     @torch.no_grad()
@@ -143,9 +225,39 @@ class TrainRecipe:
         torch.save(state, tmp)
         tmp.replace(self.out_dir / CHECKPOINT)
 
+    def save_last(self, epoch: int) -> None:
+        """`last.pt`: the full training state after `epoch`, for `resume`."""
+        if not self.dist.is_main:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        state = {
+            "state_dict": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng_states(),
+            "epoch": epoch,
+            "best_f1": self.best_f1,
+            "best_epoch": self.best_epoch,
+            "stale": self.stale,
+            "stopped": self.stopped,
+            "history": self.history,
+        }
+        tmp = self.out_dir / (LAST + ".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.out_dir / LAST)
+
     def finish(self, summary: dict) -> None:
         if self.dist.is_main:
-            export_text_backbone(self.model, self.params, self.out_dir)
+            if "text" in self.model.modalities and not hasattr(self.model.encoders["text"], "backbone"):
+                # no transformer config to export (e.g. gru_text): the tokenizer alone
+                from transformers import AutoTokenizer
+
+                AutoTokenizer.from_pretrained(tokenizer_source(self.params.model)).save_pretrained(
+                    self.out_dir / TEXT_BACKBONE
+                )
+            else:
+                export_text_backbone(self.model, self.params, self.out_dir)
             (self.out_dir / "history.json").write_text(json.dumps({"summary": summary, "epochs": self.history}, indent=2))
         cleanup(self.dist)
 
@@ -164,9 +276,12 @@ def predict_logits(model, data: dict, device, batch_size: int, drop=frozenset(),
     return torch.cat(out)
 
 
-def train(features_dir: Path, out_dir: Path, params: Params) -> Path:
-    """Train on `features_dir/{train,val}.pt`; write `out_dir/checkpoint.pt` and `history.json`."""
-    recipe = TrainRecipe(params, features_dir, out_dir)
+def train(features_dir: Path, out_dir: Path, params: Params, resume: bool = False) -> Path:
+    """Train on `features_dir/{train,val}.pt`; write `out_dir/checkpoint.pt`, `last.pt` and `history.json`.
+
+    `resume`: continue from `out_dir/last.pt` when it exists (same weights as an uninterrupted run).
+    """
+    recipe = TrainRecipe(params, features_dir, out_dir, resume=resume)
     recipe.setup()
     summary = recipe.train()
     recipe.finish(summary)
