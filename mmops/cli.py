@@ -167,6 +167,16 @@ def run_cmd(data: DataOpt = None, params: ParamsOpt = Path("params.yaml"), set_:
     print_summary(result["registry"], result["metrics"])
 
 
+def _serving_commands() -> None:
+    from mmops.serve.cli import predict_command, serve_command
+
+    app.command("serve")(serve_command)
+    app.command("predict")(predict_command)
+
+
+_serving_commands()
+
+
 def print_summary(registry: dict, metrics: dict | None) -> None:
     table = Table(title=f"{registry['model_name']} v{registry['version']}")
     table.add_column("item")

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline_overrides import overrides_for
+
 # Tool state goes to a per-session temp dir, before any tool is imported.
 _STATE = Path(tempfile.mkdtemp(prefix="mmops-tests-"))
 os.environ["PREFECT_HOME"] = str(_STATE / "prefect")
@@ -50,30 +52,6 @@ def small_dataset(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("avdigits")
     generate(out, DemoConfig(n_samples=200), [str(d) for d in range(10)])
     return out
-
-
-def overrides_for(tmp: Path, text_model: Path, **extra: str) -> list[str]:
-    """`--set` overrides that keep a test fast and inside `tmp`."""
-    base = {
-        "paths.data": tmp / "data",
-        "paths.reports": tmp / "reports",
-        "paths.features": tmp / "features",
-        "paths.model": tmp / "model",
-        "paths.metrics": tmp / "metrics",
-        "paths.cache": tmp / "cache",
-        "model.text.options.pretrained": text_model,
-        "model.width": 32,
-        "model.head.hidden": 64,
-        "train.epochs": 8,
-        "train.batch_size": 16,
-        "train.lr": 0.005,
-        "train.patience": 8,
-        "gate.min_accuracy": 0.3,
-        "gate.min_macro_f1": 0.25,
-        "demo.n_samples": 200,
-    }
-    base.update(extra)
-    return [f"{k}={v}" for k, v in base.items()]
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 MMOPS = [str(Path(sys.executable).parent / "mmops")]
-COMMANDS = ["demo-data", "validate", "preprocess", "train", "evaluate", "register", "run"]
+COMMANDS = ["demo-data", "validate", "preprocess", "train", "evaluate", "register", "ablate", "run", "serve", "predict"]
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -36,7 +36,7 @@ def env(tmp_path_factory):
 @pytest.fixture(scope="module")
 def first_run(env, small_dataset, tiny_text_model):
     from flows.retrain import retrain
-    from conftest import overrides_for
+    from pipeline_overrides import overrides_for
 
     overrides = overrides_for(env / "run1", tiny_text_model, **{"registry.model_name": NAME})
     return retrain(params_path=None, overrides=overrides, data_dir=str(small_dataset))
@@ -90,7 +90,7 @@ def test_champion_predicts_raw_inputs(first_run, small_dataset):
 
 def test_worse_model_leaves_champion(first_run, env, small_dataset, tiny_text_model):
     from flows.retrain import retrain
-    from conftest import overrides_for
+    from pipeline_overrides import overrides_for
 
     overrides = overrides_for(env / "run2", tiny_text_model, **{"registry.model_name": NAME, "train.lr": 0.0})
     result = retrain(params_path=None, overrides=overrides, data_dir=str(small_dataset))
@@ -105,7 +105,7 @@ def test_worse_model_leaves_champion(first_run, env, small_dataset, tiny_text_mo
 
 def test_invalid_data_stops_before_training(first_run, env, small_dataset, tiny_text_model, tmp_path):
     from flows.retrain import retrain
-    from conftest import overrides_for
+    from pipeline_overrides import overrides_for
 
     broken = tmp_path / "broken"
     shutil.copytree(small_dataset, broken)

@@ -125,7 +125,7 @@ def test_mlflow_round_trip_on_postgres(mlflow_server, postgres):
 def test_retrain_flow_on_the_scaled_out_servers(mlflow_server, prefect_api, postgres, small_dataset, tiny_text_model,
                                                 tmp_path):
     """The lead's whole flow, unchanged, with only MLFLOW_TRACKING_URI and PREFECT_API_URL set."""
-    from conftest import overrides_for
+    from pipeline_overrides import overrides_for
     from flows.retrain import retrain
 
     uri, _ = mlflow_server

@@ -1,0 +1,222 @@
+"""Which model is served, and the watcher that swaps in a new champion without a restart.
+
+A `ModelSource` says which version the alias points at now and loads a version. The
+`ChampionWatcher` polls the source on a background thread; when the version changes it loads
+the new one completely (weights, tokenizer, a warm-up forward) and only then swaps the holder's
+reference. A batch takes `holder.current` once when it starts, so requests already in flight
+finish on the model they started with, and every prediction names the version that made it.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+from mmops.train.checkpoint import CHECKPOINT, LoadedModel, load_model_dir
+
+log = logging.getLogger("mmops.serve")
+
+MODALITIES = ("text", "image", "audio")
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One loaded model version and where it came from."""
+
+    name: str
+    version: str
+    alias: str | None
+    uri: str
+    loaded: LoadedModel
+    workdir: Path | None = field(default=None, compare=False)  # downloaded artifacts, removed on retire
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.loaded.classes)
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.loaded.params.model.modalities)
+
+
+class ModelSource(Protocol):
+    """Where served models come from (the MLflow registry, or a local model folder)."""
+
+    name: str
+    alias: str | None
+
+    def current_version(self) -> str: ...
+
+    def load(self, version: str) -> ServedModel: ...
+
+
+def warm_up(loaded: LoadedModel) -> None:
+    """One forward on a text-only row, so the first real request does not pay for lazy init."""
+    import pandas as pd
+
+    from mmops.registry.pyfunc import predict_frame
+
+    predict_frame(loaded, pd.DataFrame({"text": ["warm up"], "image": [None], "audio": [None]}))
+
+
+def unwrap_loaded(pyfunc_model) -> LoadedModel:
+    """The `LoadedModel` inside a loaded `MultimodalPyfunc` (the training preprocessing path)."""
+    python_model = pyfunc_model.unwrap_python_model()
+    loaded = getattr(python_model, "loaded", None)
+    if not isinstance(loaded, LoadedModel):
+        raise TypeError(f"{type(python_model).__name__} is not an mmops MultimodalPyfunc")
+    return loaded
+
+
+def load_model_uri(uri: str, dst_path: Path | None = None) -> LoadedModel:
+    """A local model folder (with checkpoint.pt) or any MLflow model URI -> `LoadedModel`."""
+    local = Path(uri)
+    if (local / CHECKPOINT).is_file():
+        return load_model_dir(local)
+    import mlflow.pyfunc
+
+    return unwrap_loaded(mlflow.pyfunc.load_model(uri, dst_path=str(dst_path) if dst_path else None))
+
+
+class RegistrySource:
+    """`models:/<name>@<alias>` in the MLflow registry (MLFLOW_TRACKING_URI or the project store)."""
+
+    def __init__(self, name: str, alias: str = "champion", tracking_uri: str | None = None) -> None:
+        import mlflow
+
+        from mmops.registry.tracking import tracking_uri as default_uri
+
+        self.name, self.alias = name, alias
+        self.tracking_uri = tracking_uri or default_uri()
+        mlflow.set_tracking_uri(self.tracking_uri)
+        self.client = mlflow.MlflowClient(tracking_uri=self.tracking_uri)
+
+    def current_version(self) -> str:
+        return str(self.client.get_model_version_by_alias(self.name, self.alias).version)
+
+    def load(self, version: str) -> ServedModel:
+        # Load the exact version the alias resolved to: the alias may move again meanwhile.
+        uri = f"models:/{self.name}/{version}"
+        workdir = Path(tempfile.mkdtemp(prefix=f"mmops-serve-{self.name}-v{version}-"))
+        try:
+            loaded = load_model_uri(uri, workdir)
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        return ServedModel(self.name, version, self.alias, uri, loaded, workdir)
+
+
+class LocalDirSource:
+    """A model folder on disk (`artifacts/model`): version "local", never changes."""
+
+    def __init__(self, model_dir: Path, name: str = "local") -> None:
+        self.model_dir = Path(model_dir)
+        self.name, self.alias = name, None
+
+    def current_version(self) -> str:
+        return "local"
+
+    def load(self, version: str) -> ServedModel:
+        return ServedModel(self.name, version, None, str(self.model_dir), load_model_dir(self.model_dir))
+
+
+class ModelHolder:
+    """The served model; readers take `current` once, the watcher replaces it in one assignment."""
+
+    def __init__(self, model: ServedModel) -> None:
+        self._current = model
+        self._lock = threading.Lock()
+
+    @property
+    def current(self) -> ServedModel:
+        return self._current
+
+    def swap(self, new: ServedModel) -> ServedModel:
+        with self._lock:
+            old, self._current = self._current, new
+        return old
+
+
+def load_and_warm(source: ModelSource, version: str) -> ServedModel:
+    served = source.load(version)
+    try:
+        warm_up(served.loaded)
+    except BaseException:
+        retire(served)
+        raise
+    return served
+
+
+def retire(served: ServedModel) -> None:
+    """Drop a replaced model's downloaded files (everything it needs is already in memory)."""
+    if served.workdir is not None:
+        shutil.rmtree(served.workdir, ignore_errors=True)
+
+
+class ChampionWatcher:
+    """Poll the source every `interval` seconds; load a new version fully, then swap it in."""
+
+    def __init__(
+        self,
+        source: ModelSource,
+        holder: ModelHolder,
+        interval: float,
+        on_swap: Callable[[ServedModel, ServedModel], None] | None = None,
+        on_error: Callable[[str, Exception], None] | None = None,
+    ) -> None:
+        self.source, self.holder, self.interval = source, holder, interval
+        self.on_swap, self.on_error = on_swap, on_error
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failed: set[str] = set()  # versions that failed to load: not retried until the alias moves
+        self._check_lock = threading.Lock()
+
+    def start(self) -> None:
+        if self.interval <= 0 or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="mmops-champion-watcher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.check_once()
+
+    def check_once(self) -> bool:
+        """Swap in the alias's version if it changed; True when a swap happened. Never raises."""
+        with self._check_lock:
+            stage = "resolve"
+            try:
+                version = self.source.current_version()
+                current = self.holder.current
+                if version == current.version:
+                    self._failed.clear()
+                    return False
+                if version in self._failed:
+                    return False
+                log.info("%s@%s moved: v%s -> v%s; loading", self.source.name, self.source.alias, current.version, version)
+                stage = "load"
+                new = load_and_warm(self.source, version)
+            except Exception as err:  # a broken store or model must not take the server down
+                if stage == "load":
+                    self._failed.add(version)
+                log.warning("champion %s failed (%s: %s); still serving v%s", stage, type(err).__name__, err,
+                            self.holder.current.version)
+                if self.on_error:
+                    self.on_error(stage, err)
+                return False
+            old = self.holder.swap(new)
+            log.info("now serving %s v%s (was v%s)", new.name, new.version, old.version)
+            if self.on_swap:
+                self.on_swap(old, new)
+            retire(old)
+            return True
