@@ -34,6 +34,7 @@ class PathsConfig(Strict):
 
 class TextFeatures(Strict):
     max_length: int = Field(32, ge=4, le=512)
+    scrub_pii: bool = Field(False, description="replace e-mail addresses and phone numbers before tokenizing")
 
 
 class ImageFeatures(Strict):

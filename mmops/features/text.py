@@ -6,6 +6,7 @@ import torch
 from transformers import AutoTokenizer
 
 from mmops.config import TextFeatures
+from mmops.serve.privacy import scrub_texts
 
 
 class TextTokenizer:
@@ -16,6 +17,8 @@ class TextTokenizer:
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
 
     def __call__(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        if self.cfg.scrub_pii:  # saved with the model's params, so serving scrubs exactly as training did
+            texts = scrub_texts(texts)
         enc = self.tokenizer(
             texts, padding="max_length", truncation=True, max_length=self.cfg.max_length, return_tensors="pt"
         )

@@ -78,3 +78,15 @@ def test_load_media_bytes(tmp_path):
     assert load_media_bytes(b"xyz") == b"xyz"
     for missing in ("", None, float("nan"), b""):
         assert load_media_bytes(missing, tmp_path) is None
+
+
+def test_pii_scrubbed_before_tokenizing_when_enabled(tiny_text_model):
+    from mmops.config import TextFeatures
+    from mmops.features.text import TextTokenizer
+
+    scrubbing = TextTokenizer(TextFeatures(scrub_pii=True), str(tiny_text_model))
+    plain = TextTokenizer(TextFeatures(), str(tiny_text_model))
+    raw = ["an even number, mail jane.doe@example.com or call +1 415 555 0100"]
+    scrubbed = ["an even number, mail [EMAIL] or call [PHONE]"]
+    assert torch.equal(scrubbing(raw)["input_ids"], plain(scrubbed)["input_ids"])
+    assert not torch.equal(plain(raw)["input_ids"], plain(scrubbed)["input_ids"])
