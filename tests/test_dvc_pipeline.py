@@ -55,6 +55,12 @@ def test_repro_runs_every_stage_then_nothing(project):
     metrics = json.loads((project[0] / "artifacts/metrics/metrics.json").read_text())
     registry = json.loads((project[0] / "reports/registry.json").read_text())
     assert registry["version"] == "1" and registry["promoted"] is True
+    lock = yaml.safe_load((project[0] / "dvc.lock").read_text())
+    data_md5 = next(o["md5"] for o in lock["stages"]["demo_data"]["outs"] if o["path"] == "data/avdigits")
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=project[1]["MLFLOW_TRACKING_URI"])
+    assert client.get_model_version("mmops-dvc", "1").tags["lineage.dvc_data_md5"] == data_md5
 
     shown = dvc(project, "metrics", "show", "--json")
     assert shown.returncode == 0

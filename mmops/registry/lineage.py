@@ -6,6 +6,7 @@ import hashlib
 import json
 import subprocess
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 
 def git_commit() -> tuple[str, bool]:
@@ -18,6 +19,20 @@ def git_commit() -> tuple[str, bool]:
         return commit, dirty
     except (OSError, subprocess.CalledProcessError):
         return "unknown", False
+
+
+def dvc_data_md5(data_dir: Path, lock: Path = Path("dvc.lock")) -> str | None:
+    """DVC's md5 of the dataset folder as recorded in `dvc.lock`, when DVC produced or tracks it."""
+    if not lock.exists():
+        return None
+    import yaml
+
+    target = Path(data_dir).resolve()
+    for stage in (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).values():
+        for out in stage.get("outs", []):
+            if (lock.parent / out["path"]).resolve() == target:
+                return out.get("md5")
+    return None
 
 
 def params_hash(params: dict) -> str:

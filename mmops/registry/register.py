@@ -12,7 +12,7 @@ from mmops.config import Params
 from mmops.data.manifest import read_manifest
 from mmops.evaluate.metrics import classification_metrics
 from mmops.registry.gate import GateDecision, decide, render_markdown
-from mmops.registry.lineage import git_commit, params_hash, pip_requirements
+from mmops.registry.lineage import dvc_data_md5, git_commit, params_hash, pip_requirements
 from mmops.registry.pyfunc import MODEL_DIR_ARTIFACT, MultimodalPyfunc
 from mmops.registry.tracking import setup_mlflow
 
@@ -78,6 +78,7 @@ def register(
         "git_dirty": str(dirty).lower(),
         "data_hash": str(validation.get("data_hash")),
         "params_hash": params_hash(params.dump()),
+        "dvc_data_md5": dvc_data_md5(data_dir) or "not tracked by dvc",
     }
 
     mlflow = setup_mlflow(params.registry.experiment)

@@ -62,6 +62,7 @@ def test_first_run_registers_champion(first_run):
     assert version.tags["gate.decision"] == "promoted"
     assert version.tags["gate.min_macro_f1"].startswith("pass")
     assert len(version.tags["lineage.data_hash"]) >= 16
+    assert version.tags["lineage.dvc_data_md5"] == "not tracked by dvc"  # a temp folder, not a DVC out
     assert set(first_run["metrics"]) >= {"accuracy", "macro_f1", "without_text", "without_image", "without_audio"}
 
 

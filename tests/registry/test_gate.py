@@ -41,3 +41,17 @@ def test_markdown_lists_every_rule():
     for rule in ("data_validation", "min_accuracy", "min_macro_f1", "max_regression"):
         assert rule in md
     assert "PROMOTE" in md
+
+
+def test_dvc_data_md5_read_from_lock(tmp_path):
+    from mmops.registry.lineage import dvc_data_md5
+
+    (tmp_path / "data" / "avdigits").mkdir(parents=True)
+    lock = tmp_path / "dvc.lock"
+    lock.write_text(
+        "schema: '2.0'\nstages:\n  demo_data:\n    cmd: mmops demo-data\n    outs:\n"
+        "    - path: data/avdigits\n      md5: 0123abcd.dir\n      size: 10\n      nfiles: 2\n"
+    )
+    assert dvc_data_md5(tmp_path / "data" / "avdigits", lock) == "0123abcd.dir"
+    assert dvc_data_md5(tmp_path / "elsewhere", lock) is None
+    assert dvc_data_md5(tmp_path / "data" / "avdigits", tmp_path / "missing.lock") is None
