@@ -15,6 +15,7 @@ from prefect.cache_policies import NO_CACHE
 
 from mmops import stages
 from mmops.config import load_params
+from mmops.flatten import flatten
 
 
 def _task(fn, name: str, **kwargs):
@@ -43,11 +44,8 @@ register = _task(stages.register, "register")
 
 def metrics_markdown(metrics: dict) -> str:
     rows = ["| metric | value |", "| --- | --- |"]
-    for key, value in metrics.items():
-        if isinstance(value, dict):
-            rows += [f"| {key}.{k} | {v:.4f} |" for k, v in value.items()]
-        else:
-            rows.append(f"| {key} | {value:.4f} |" if isinstance(value, float) else f"| {key} | {value} |")
+    for key, value in flatten(metrics).items():
+        rows.append(f"| {key} | {value:.4f} |" if isinstance(value, float) else f"| {key} | {value} |")
     return "\n".join(rows) + "\n"
 
 

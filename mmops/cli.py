@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mmops.env import configure_tool_env
+from mmops.flatten import flatten
 
 configure_tool_env()
 
@@ -182,12 +183,10 @@ def print_summary(registry: dict, metrics: dict | None) -> None:
     table.add_column("item")
     table.add_column("value")
     if metrics:
-        for key, value in metrics.items():
-            if isinstance(value, dict):
-                value = ", ".join(f"{k} {v:.4f}" for k, v in value.items())
-            elif isinstance(value, float):
-                value = f"{value:.4f}"
-            table.add_row(key, str(value))
+        for key, value in flatten(metrics).items():
+            if key.startswith("latency") or not isinstance(value, (int, float)):
+                continue
+            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     decision = registry["decision"]
     for rule in decision["rules"]:
         table.add_row(f"gate: {rule['rule']}", f"{'pass' if rule['passed'] else 'FAIL'} ({rule['value']} vs {rule['threshold']})")

@@ -67,4 +67,19 @@ def prefect_server(home: Path):
     api = f"http://127.0.0.1:{port}/api"
     with running(cmd, f"{api}/health", home / "server.log", env):
         with temporary_settings(updates={PREFECT_API_URL: api}):
-            yield api
+            try:
+                yield api
+            finally:
+                drain_prefect_clients()
+
+
+def drain_prefect_clients(timeout: float = 30) -> None:
+    """Deliver buffered flow-run logs and events while the server is still up.
+
+    Left queued, they are retried against the stopped server at interpreter exit, for minutes.
+    """
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for service in (APILogWorker, EventsWorker):
+        service.drain_all(timeout=timeout, at_exit=False)

@@ -11,6 +11,7 @@ import mmops
 from mmops.config import Params
 from mmops.data.manifest import read_manifest
 from mmops.evaluate.metrics import classification_metrics
+from mmops.flatten import flatten
 from mmops.registry.gate import GateDecision, decide, render_markdown
 from mmops.registry.lineage import dvc_data_md5, git_commit, params_hash, pip_requirements
 from mmops.registry.pyfunc import MODEL_DIR_ARTIFACT, MultimodalPyfunc
@@ -40,17 +41,6 @@ def score_registered(model_uri: str, frame: pd.DataFrame) -> dict:
 
     predictions = mlflow.pyfunc.load_model(model_uri).predict(frame[["text", "image", "audio"]])
     return classification_metrics(list(frame["label"]), list(predictions["label"]))
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{key}."))
-        else:
-            out[key] = v
-    return out
 
 
 def register(
@@ -85,11 +75,13 @@ def register(
     client = mlflow.MlflowClient()
     with mlflow.start_run() as run:
         mlflow.set_tags(lineage)
-        flat_params = _flatten(params.dump())
+        flat_params = flatten(params.dump())
         mlflow.log_params({k: str(v)[:6000] for k, v in flat_params.items()})
         for row in history["epochs"]:
             mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
-        mlflow.log_metrics({f"test_{k}": v for k, v in _flatten(metrics).items()})
+        mlflow.log_metrics(
+            {f"test_{k}": float(v) for k, v in flatten(metrics).items() if isinstance(v, (int, float))}
+        )
         mlflow.log_artifacts(str(metrics_dir), "evaluation")
         for report in (Path(validation_json), Path(validation_json).with_suffix(".md")):
             if report.exists():

@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 
 from infra_commands import env, render
 from postgres_server import running_postgres
-from servers import BIN, free_port, running
+from servers import drain_prefect_clients, BIN, free_port, running
 
 pytestmark = pytest.mark.slow
 ROUND_TRIP = "infra-roundtrip"
@@ -75,7 +75,10 @@ def prefect_api(postgres, tmp_path_factory):
     cmd = _native(render("prefect-server", host="127.0.0.1", port=port))
     with running(cmd, f"{api}/health", home / "server.log", server_env, timeout=180):
         with temporary_settings(updates={PREFECT_API_URL: api}):
-            yield api
+            try:
+                yield api
+            finally:
+                drain_prefect_clients()
 
 
 def test_mlflow_round_trip_on_postgres(mlflow_server, postgres):
