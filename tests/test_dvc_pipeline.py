@@ -79,4 +79,6 @@ def test_repro_runs_every_stage_then_nothing(project):
     assert all(torch.equal(weights[k], again[k]) for k in weights)
     rest = dvc(project, "repro")
     assert rest.returncode == 0 and "Running stage 'evaluate'" in rest.stdout
-    assert json.loads((project[0] / "artifacts/metrics/metrics.json").read_text()) == metrics
+    again = json.loads((project[0] / "artifacts/metrics/metrics.json").read_text())
+    again.pop("latency"), metrics.pop("latency")  # timings are the machine's, not the model's
+    assert again == metrics

@@ -3,34 +3,75 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from mmops.evaluate.metrics import classification_metrics, per_class_report, plot_confusion_matrix
+from mmops.evaluate.metrics import classification_metrics, per_class_report, probability_metrics
+from mmops.evaluate.plots import write_plots
+from mmops.features.tensors import index
 from mmops.models.classifier import with_frozen_embeddings
 from mmops.train.checkpoint import load_model_dir
 from mmops.train.recipe import predict_logits
 
+LATENCY_SINGLE_SAMPLES = 50
+LATENCY_BATCH_REPEATS = 3
+
+
+def _ms_stats(per_sample_ms: list[float]) -> dict[str, float]:
+    arr = np.asarray(per_sample_ms, dtype=np.float64)
+    return {"p50_ms": float(np.percentile(arr, 50)), "p95_ms": float(np.percentile(arr, 95)), "n_timed": int(arr.size)}
+
+
+def measure_latency(model, test: dict, device, batch_size: int, max_single: int = LATENCY_SINGLE_SAMPLES) -> dict:
+    """Per-sample forward latency (ms) through `predict_logits`, at batch 1 and at `batch_size`.
+
+    Machine-dependent: measured on whatever ran the stage, on `device`, after one warm-up call.
+    """
+    n = len(test["labels"])
+    predict_logits(model, index(test, torch.arange(min(n, batch_size))), device, batch_size)  # warm-up
+    single = []
+    for i in range(min(n, max_single)):
+        sample = index(test, torch.arange(i, i + 1))
+        start = time.perf_counter()
+        predict_logits(model, sample, device, 1)
+        single.append((time.perf_counter() - start) * 1000)
+    batched = []
+    for _ in range(LATENCY_BATCH_REPEATS):
+        for lo in range(0, n, batch_size):
+            chunk = index(test, torch.arange(lo, min(lo + batch_size, n)))
+            start = time.perf_counter()
+            predict_logits(model, chunk, device, batch_size)
+            batched.append((time.perf_counter() - start) * 1000 / len(chunk["labels"]))
+    return {
+        "torch_threads": torch.get_num_threads(),  # numbers only: metrics.json is logged to MLflow as-is
+        "batch_1": _ms_stats(single),
+        f"batch_{batch_size}": _ms_stats(batched),
+    }
+
 
 def evaluate(model_dir: Path, features_dir: Path, out_dir: Path, batch_size: int = 128) -> dict:
-    """Write `metrics.json`, `per_class.json` and `confusion_matrix.png` to `out_dir`."""
+    """Write `metrics.json`, `per_class.json`, the evaluation PNGs and DVC plot data files to `out_dir`."""
     loaded = load_model_dir(model_dir)
     test = with_frozen_embeddings(loaded.model, torch.load(Path(features_dir) / "test.pt", weights_only=True))
-    labels = test["labels"]
+    labels = test["labels"].numpy()
     device = torch.device("cpu")
-    preds = predict_logits(loaded.model, test, device, batch_size).argmax(1)
+    probs = torch.softmax(predict_logits(loaded.model, test, device, batch_size), dim=1).numpy()
+    preds = probs.argmax(1)
 
-    metrics: dict = {**classification_metrics(labels, preds), "n_test": int(len(labels))}
+    metrics: dict = {**probability_metrics(labels, probs), "n_test": int(len(labels))}
     for modality in loaded.model.modalities:
         if len(loaded.model.modalities) > 1:
             dropped = predict_logits(loaded.model, test, device, batch_size, drop=frozenset({modality})).argmax(1)
-            metrics[f"without_{modality}"] = classification_metrics(labels, dropped)
+            metrics[f"without_{modality}"] = classification_metrics(labels, dropped.numpy())
+    metrics["latency"] = measure_latency(loaded.model, test, device, batch_size)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     report = per_class_report(labels, preds, loaded.classes)
     (out_dir / "per_class.json").write_text(json.dumps(report, indent=2))
-    plot_confusion_matrix(labels, preds, loaded.classes, out_dir / "confusion_matrix.png")
+    write_plots(labels, probs, loaded.classes, metrics, out_dir)
     return metrics

@@ -4,6 +4,15 @@ from PIL import Image
 
 from mmops import stages
 
+NEW_KEYS = {
+    "macro_precision", "macro_recall", "weighted_precision", "weighted_recall", "weighted_f1",
+    "roc_auc_ovr_macro", "pr_auc_ovr_macro", "auc_classes_scored", "ece", "latency",
+}
+FILES = {
+    "metrics.json", "per_class.json", "confusion_matrix.png", "roc.png", "pr.png", "reliability.png",
+    "modality_f1.png", "confusion.csv", "roc.json", "pr.json", "reliability.json",
+}
+
 
 def test_evaluate_writes_metrics_report_and_plot(prepared, tmp_path):
     params = prepared.model_copy(
@@ -15,9 +24,26 @@ def test_evaluate_writes_metrics_report_and_plot(prepared, tmp_path):
     on_disk = json.loads((tmp_path / "metrics" / "metrics.json").read_text())
     assert on_disk == metrics
     assert 0 <= metrics["accuracy"] <= 1 and 0 <= metrics["macro_f1"] <= 1
+    assert metrics["n_test"] > 0
     for modality in ("text", "image", "audio"):
         assert set(metrics[f"without_{modality}"]) == {"accuracy", "macro_f1"}
+    assert NEW_KEYS <= set(metrics)
+    for key in NEW_KEYS - {"latency", "auc_classes_scored"}:
+        assert 0 <= metrics[key] <= 1, key
+    assert metrics["macro_f1"] == metrics["macro_f1"]  # not NaN
+    latency = metrics["latency"]
+    assert latency["batch_1"]["n_timed"] <= 50
+    for stats in (v for v in latency.values() if isinstance(v, dict)):
+        assert 0 < stats["p50_ms"] <= stats["p95_ms"]
+    assert all(isinstance(v, (int, float)) for v in _leaves(metrics)), "metrics.json is logged to MLflow as numbers"
+    assert FILES <= {p.name for p in (tmp_path / "metrics").iterdir()}
     per_class = json.loads((tmp_path / "metrics" / "per_class.json").read_text())
     assert set(prepared.classes) <= set(per_class)
-    with Image.open(tmp_path / "metrics" / "confusion_matrix.png") as img:
-        assert img.size[0] > 100
+    for png in (n for n in FILES if n.endswith(".png")):
+        with Image.open(tmp_path / "metrics" / png) as img:
+            assert img.format == "PNG" and img.size[0] > 100, png
+
+
+def _leaves(d):
+    for v in d.values():
+        yield from _leaves(v) if isinstance(v, dict) else [v]
