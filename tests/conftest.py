@@ -85,3 +85,18 @@ def prepared(tmp_path_factory, tiny_text_model, small_dataset):
     stages.validate(params, small_dataset)
     stages.preprocess(params, small_dataset)
     return params
+
+
+@pytest.fixture
+def mislabeled_dataset(tmp_path, small_dataset):
+    """A copy of the small dataset whose row 5 has a label outside the classes; (path, sample id)."""
+    import shutil
+
+    import pandas as pd
+
+    broken = tmp_path / "mislabeled"
+    shutil.copytree(small_dataset, broken)
+    df = pd.read_csv(broken / "manifest.csv", dtype=str, keep_default_na=False)
+    df.loc[5, "label"] = "eleven"
+    df.to_csv(broken / "manifest.csv", index=False)
+    return broken, df.loc[5, "sample_id"]

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 MMOPS = [str(Path(sys.executable).parent / "mmops")]
@@ -43,13 +41,8 @@ def test_validate_passes_good_data(small_dataset, tmp_path):
     assert (tmp_path / "validation.json").exists()
 
 
-def test_validate_fails_bad_data_naming_sample_and_rule(small_dataset, tmp_path):
-    broken = tmp_path / "broken"
-    shutil.copytree(small_dataset, broken)
-    df = pd.read_csv(broken / "manifest.csv", dtype=str, keep_default_na=False)
-    bad_id = df.loc[3, "sample_id"]
-    df.loc[3, "label"] = "42"
-    df.to_csv(broken / "manifest.csv", index=False)
+def test_validate_fails_bad_data_naming_sample_and_rule(mislabeled_dataset, tmp_path):
+    broken, bad_id = mislabeled_dataset
     out = run("validate", str(broken), "--set", f"paths.reports={tmp_path / 'r'}", cwd=tmp_path)
     assert out.returncode == 1
     assert bad_id in out.stderr and "label" in out.stderr

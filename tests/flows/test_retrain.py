@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import mlflow
@@ -104,16 +103,11 @@ def test_worse_model_leaves_champion(first_run, env, small_dataset, tiny_text_mo
     assert "max_regression" in failed
 
 
-def test_invalid_data_stops_before_training(first_run, env, small_dataset, tiny_text_model, tmp_path):
+def test_invalid_data_stops_before_training(first_run, env, mislabeled_dataset, tiny_text_model):
     from flows.retrain import retrain
     from pipeline_overrides import overrides_for
 
-    broken = tmp_path / "broken"
-    shutil.copytree(small_dataset, broken)
-    df = pd.read_csv(broken / "manifest.csv", dtype=str, keep_default_na=False)
-    bad_id = df.loc[5, "sample_id"]
-    df.loc[5, "label"] = "eleven"
-    df.to_csv(broken / "manifest.csv", index=False)
+    broken, bad_id = mislabeled_dataset
     versions_before = {str(v.version) for v in MlflowClient().search_model_versions(f"name='{NAME}'")}
 
     run_dir = env / "run3"
