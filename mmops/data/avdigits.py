@@ -11,6 +11,10 @@ Each sample is one of the 1,797 real handwritten 8x8 digits of scikit-learn's `l
   "greater than 4", ...), or filler.
 
 Image and audio are never both bad at once, so a model that fuses them beats either alone.
+
+With `shifted.enabled` (the default) the test digits are rendered a second time as the split
+`test_shifted`, the way training never saw them: other voices, other noise colours and levels,
+digits at other scales and positions. Evaluation scores it next to the in-domain test split.
 Calibration with the defaults (test split, 15 epochs of the default encoders): image-only
 macro-F1 0.74, audio-only 0.72, text-only 0.17 (bag of words), image+audio joint model 0.96.
 Everything is drawn from per-sample generators seeded by `(seed, sample index)`: two runs write
@@ -25,16 +29,16 @@ import shutil
 import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from mmops.data.manifest import COLUMNS
+from mmops.data.manifest import COLUMNS, SHIFTED
 
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 PRIMES = frozenset({2, 3, 5, 7})
@@ -61,6 +65,39 @@ Range = Annotated[tuple[float, float], AfterValidator(_ordered)]
 IntRange = Annotated[tuple[int, int], AfterValidator(_ordered)]
 UnitRange = Annotated[tuple[Unit, Unit], AfterValidator(_ordered)]
 DbRange = Annotated[tuple[Decibels, Decibels], AfterValidator(_ordered)]
+
+
+SHIFT_VOICES = [
+    "en+Michael", "en-us+Paul", "en-gb+Linda", "en+Steph", "en-us+klatt2", "en+m6",
+    "en-029+Robert", "en-gb-scotland+grandma",
+]  # fmt: skip
+# Noise colour -> exponent k of the amplitude spectrum |N(f)| ~ f^k.
+NOISE_COLOURS = {"white": 0.0, "pink": -0.5, "brown": -1.0, "blue": 0.5, "violet": 1.0}
+TRAIN_COLOURS = ("white", "pink", "brown")
+NoiseColour = Literal["white", "pink", "brown", "blue", "violet"]
+
+
+def _voice_names(v: list[str]) -> list[str]:
+    for name in v:
+        if not re.fullmatch(r"[A-Za-z0-9_+\-]+", name):
+            raise ValueError(f"not an espeak-ng voice name: {name!r}")
+    return v
+
+
+class ShiftConfig(BaseModel):
+    """How `test_shifted` differs from the training pool (hard/missing conditions are kept)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    voices: Annotated[list[str], AfterValidator(_voice_names)] = Field(
+        default_factory=lambda: list(SHIFT_VOICES), min_length=1, description="never used in train/val/test"
+    )
+    noise_colours: list[NoiseColour] = Field(["blue", "violet"], min_length=1)
+    snr_db: DbRange = Field((6.0, 20.0), description="moderate samples: speech/noise SNR")
+    digit_scale: UnitRange = Field((0.6, 0.85), description="digit side / image side")
+    max_offset: float = Field(0.12, ge=0, le=0.4, description="max shift of the digit centre, fraction of the side")
+    rate_wpm: IntRange = Field((110, 240), description="espeak-ng -s range")
 
 
 class DemoConfig(BaseModel):
@@ -97,6 +134,7 @@ class DemoConfig(BaseModel):
     snr_db: DbRange = Field((12.0, 35.0), description="moderate: speech/noise SNR")
     hard_snr_db: DbRange = Field((-18.0, -10.0), description="hard: SNR, speech-shaped noise")
     workers: int = Field(4, ge=1, le=64, description="espeak-ng processes in parallel")
+    shifted: ShiftConfig = Field(ShiftConfig(), description="the `test_shifted` split")
 
     @field_validator("hard_noise_std", "blur_sigma", "hard_blur_sigma")
     @classmethod
@@ -121,11 +159,8 @@ class DemoConfig(BaseModel):
 
     @field_validator("voices")
     @classmethod
-    def _voice_names(cls, v: list[str]) -> list[str]:
-        for name in v:
-            if not re.fullmatch(r"[A-Za-z0-9_+\-]+", name):
-                raise ValueError(f"not an espeak-ng voice name: {name!r}")
-        return v
+    def _voices(cls, v: list[str]) -> list[str]:
+        return _voice_names(v)
 
     @model_validator(mode="after")
     def _consistent(self) -> "DemoConfig":
@@ -136,6 +171,8 @@ class DemoConfig(BaseModel):
             raise ValueError(
                 f"p_image_hard + p_audio_hard + p_missing_image + p_missing_audio = {total:.3f} > 1"
             )
+        if self.shifted.enabled and (shared := set(self.voices) & set(self.shifted.voices)):
+            raise ValueError(f"shifted.voices must be unseen in training; also in voices: {sorted(shared)}")
         return self
 
 
@@ -198,11 +235,29 @@ def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
     return gaussian_filter(x, sigma=sigma, mode="nearest") if sigma > 0 else x
 
 
-def make_image(pixels8: np.ndarray, hard: bool, cfg: DemoConfig, rng: np.random.Generator) -> bytes:
+def _place(small: Image.Image, size: int, shift: ShiftConfig | None, rng: np.random.Generator) -> np.ndarray:
+    """The digit upscaled to fill a size x size image, or (shifted) smaller and off-centre."""
+    if shift is None:
+        return np.asarray(small.resize((size, size), Image.Resampling.BILINEAR), dtype=np.float64).copy()
+    side = max(4, int(round(rng.uniform(*shift.digit_scale) * size)))
+    digit = np.asarray(small.resize((side, side), Image.Resampling.BILINEAR), dtype=np.float64)
+    centre = (size - side) / 2
+    top, left = (
+        int(np.clip(round(centre + rng.uniform(-shift.max_offset, shift.max_offset) * size), 0, size - side))
+        for _ in range(2)
+    )
+    x = np.zeros((size, size))
+    x[top : top + side, left : left + side] = digit
+    return x
+
+
+def make_image(
+    pixels8: np.ndarray, hard: bool, cfg: DemoConfig, rng: np.random.Generator, shift: ShiftConfig | None = None
+) -> bytes:
     """An 8x8 digit (values 0..16) -> grayscale PNG bytes, degraded lightly or heavily."""
     size = cfg.image_size
     small = Image.fromarray((pixels8.reshape(8, 8) / 16.0).astype(np.float32), mode="F")
-    x = np.asarray(small.resize((size, size), Image.Resampling.BILINEAR), dtype=np.float64).copy()
+    x = _place(small, size, shift, rng)
     scale = size / 8.0
     if hard:
         x = _blur(x, rng.uniform(*cfg.hard_blur_sigma) * scale)
@@ -248,20 +303,24 @@ def _trim(wave: np.ndarray, rel: float = 0.02) -> np.ndarray:
     return wave[loud[0] : loud[-1] + 1] if loud.size else wave
 
 
-def _noise(n: int, rng: np.random.Generator, rate: int, speech_shaped: bool = False) -> np.ndarray:
+def _noise(
+    n: int, rng: np.random.Generator, rate: int, speech_shaped: bool = False, colours=TRAIN_COLOURS
+) -> np.ndarray:
     """Unit-power noise: speech-shaped (flat to 500 Hz, then -6 dB/octave; the same shape for
-    every word, so it masks speech without carrying the label) or white, pink or brown."""
+    every word, so it masks speech without carrying the label) or one of `colours`."""
     spectrum = np.fft.rfft(rng.normal(size=n))
     f = np.fft.rfftfreq(n, d=1.0 / rate)
     if speech_shaped:
         spectrum *= np.where(f < 500.0, 1.0, 500.0 / np.maximum(f, 1.0)) * (f > 80.0)
     else:
-        spectrum /= np.maximum(f, f[1]) ** (0.5 * int(rng.integers(3)))  # white, pink, brown
+        spectrum *= np.maximum(f, f[1]) ** NOISE_COLOURS[colours[int(rng.integers(len(colours)))]]
     noise = np.fft.irfft(spectrum, n=n)
     return noise / (np.sqrt(np.mean(noise**2)) + 1e-12)
 
 
-def make_audio(speech22k: np.ndarray, hard: bool, cfg: DemoConfig, rng: np.random.Generator) -> bytes:
+def make_audio(
+    speech22k: np.ndarray, hard: bool, cfg: DemoConfig, rng: np.random.Generator, shift: ShiftConfig | None = None
+) -> bytes:
     """espeak-ng speech at 22,050 Hz -> noisy mono PCM_16 WAV bytes at `cfg.sample_rate`."""
     import soundfile as sf
     from math import gcd
@@ -276,8 +335,10 @@ def make_audio(speech22k: np.ndarray, hard: bool, cfg: DemoConfig, rng: np.rando
     part = speech[: max(0, n - lead)]
     clip[lead : lead + part.size] = part
     power = np.mean(speech**2) + 1e-12
-    snr = rng.uniform(*(cfg.hard_snr_db if hard else cfg.snr_db))
-    clip = clip + _noise(n, rng, cfg.sample_rate, speech_shaped=hard) * np.sqrt(power / 10.0 ** (snr / 10.0))
+    snr = rng.uniform(*(cfg.hard_snr_db if hard else shift.snr_db if shift else cfg.snr_db))
+    colours = shift.noise_colours if shift else TRAIN_COLOURS
+    noise = _noise(n, rng, cfg.sample_rate, speech_shaped=hard, colours=colours)
+    clip = clip + noise * np.sqrt(power / 10.0 ** (snr / 10.0))
     clip *= rng.uniform(0.3, 0.9) / (np.abs(clip).max() + 1e-12)
     buf = io.BytesIO()
     sf.write(buf, clip.astype(np.float32), cfg.sample_rate, subtype="PCM_16", format="WAV")
@@ -295,6 +356,7 @@ class _Plan:
     split: str
     condition: str  # moderate | image_hard | audio_hard | image_missing | audio_missing
     text_missing: bool
+    shifted: bool = False
 
 
 def _subset(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -345,13 +407,20 @@ def _plan(y_all: np.ndarray, cfg: DemoConfig) -> list[_Plan]:
                 text_missing=bool(rng.random() < cfg.p_missing_text),
             )
         )
+    if cfg.shifted.enabled:  # the same test digits and conditions, rendered under shift
+        tests = [p for p in plans if p.split == "test"]
+        plans += [
+            replace(p, sample_id=f"s{len(plans) + k:05d}", split=SHIFTED, shifted=True) for k, p in enumerate(tests)
+        ]
     return plans
 
 
 def _make_sample(plan: _Plan, pixels8: np.ndarray, out_dir: Path, cfg: DemoConfig, tmp: Path) -> dict:
-    rng = np.random.default_rng([cfg.seed, 1, plan.index])
-    voice = cfg.voices[int(rng.integers(len(cfg.voices)))]
-    rate = int(rng.integers(cfg.rate_wpm[0], cfg.rate_wpm[1] + 1))
+    shift = cfg.shifted if plan.shifted else None
+    rng = np.random.default_rng([cfg.seed, 2 if shift else 1, plan.index])
+    voices, rates = (shift.voices, shift.rate_wpm) if shift else (cfg.voices, cfg.rate_wpm)
+    voice = voices[int(rng.integers(len(voices)))]
+    rate = int(rng.integers(rates[0], rates[1] + 1))
     pitch = int(rng.integers(cfg.pitch[0], cfg.pitch[1] + 1))
     text = make_clue(plan.digit, rng, cfg.p_text_filler)
     if names_digit(text, plan.digit):  # a template bug, never data
@@ -361,12 +430,12 @@ def _make_sample(plan: _Plan, pixels8: np.ndarray, out_dir: Path, cfg: DemoConfi
         row["text"] = text
     if plan.condition != "image_missing":
         rel = f"images/{plan.sample_id}.png"
-        (out_dir / rel).write_bytes(make_image(pixels8, plan.condition == "image_hard", cfg, rng))
+        (out_dir / rel).write_bytes(make_image(pixels8, plan.condition == "image_hard", cfg, rng, shift))
         row["image"] = rel
     if plan.condition != "audio_missing":
         speech = _espeak(WORDS[plan.digit], voice, rate, pitch, tmp, plan.sample_id)
         rel = f"audio/{plan.sample_id}.wav"
-        (out_dir / rel).write_bytes(make_audio(speech, plan.condition == "audio_hard", cfg, rng))
+        (out_dir / rel).write_bytes(make_audio(speech, plan.condition == "audio_hard", cfg, rng, shift))
         row["audio"] = rel
     return row
 

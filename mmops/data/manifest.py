@@ -9,6 +9,9 @@ import pandas as pd
 COLUMNS = ["sample_id", "split", "label", "text", "image", "audio"]
 MEDIA_COLUMNS = ["image", "audio"]
 SPLITS = ("train", "val", "test")
+# Optional: the test digits under distribution shift (unseen voices, noise, scales); evaluated only.
+SHIFTED = "test_shifted"
+ALL_SPLITS = SPLITS + (SHIFTED,)
 
 
 def manifest_path(data_dir: str | Path) -> Path:

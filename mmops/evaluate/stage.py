@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mmops.data.manifest import SHIFTED
 from mmops.evaluate.metrics import classification_metrics, per_class_report, probability_metrics
 from mmops.evaluate.plots import write_plots
 from mmops.features.tensors import index
@@ -52,8 +53,23 @@ def measure_latency(model, test: dict, device, batch_size: int, max_single: int 
     }
 
 
+def shift_report(metrics: dict) -> str:
+    """In-domain vs shifted test scores as a Markdown table (empty without a shifted split)."""
+    if "shifted" not in metrics:
+        return ""
+    rows = ["| metric | in-domain test | shifted test | gap |", "| --- | --- | --- | --- |"]
+    for key in ("accuracy", "macro_f1", "roc_auc_ovr", "ece"):
+        if key in metrics and key in metrics["shifted"]:
+            a, b = metrics[key], metrics["shifted"][key]
+            rows.append(f"| {key} | {a:.3f} | {b:.3f} | {a - b:+.3f} |")
+    return f"In-domain test ({metrics['n_test']} samples) vs `test_shifted` ({metrics['shifted']['n']}):\n\n" + "\n".join(rows) + "\n"
+
+
 def evaluate(model_dir: Path, features_dir: Path, out_dir: Path, batch_size: int = 128) -> dict:
-    """Write `metrics.json`, `per_class.json`, the evaluation PNGs and DVC plot data files to `out_dir`."""
+    """Write `metrics.json`, `per_class.json`, the evaluation PNGs and DVC plot data files to `out_dir`.
+
+    With a `test_shifted.pt` split, `metrics["shifted"]` holds its scores and `shift.md` compares them.
+    """
     loaded = load_model_dir(model_dir)
     test = with_frozen_embeddings(loaded.model, torch.load(Path(features_dir) / "test.pt", weights_only=True))
     labels = test["labels"].numpy()
@@ -66,11 +82,18 @@ def evaluate(model_dir: Path, features_dir: Path, out_dir: Path, batch_size: int
         if len(loaded.model.modalities) > 1:
             dropped = predict_logits(loaded.model, test, device, batch_size, drop=frozenset({modality})).argmax(1)
             metrics[f"without_{modality}"] = classification_metrics(labels, dropped.numpy())
+    shifted_path = Path(features_dir) / f"{SHIFTED}.pt"
+    if shifted_path.exists():
+        shifted = with_frozen_embeddings(loaded.model, torch.load(shifted_path, weights_only=True))
+        shifted_probs = torch.softmax(predict_logits(loaded.model, shifted, device, batch_size), dim=1).numpy()
+        metrics["shifted"] = {**probability_metrics(shifted["labels"].numpy(), shifted_probs), "n": len(shifted["labels"])}
+        metrics["shift_gap"] = {k: metrics[k] - metrics["shifted"][k] for k in ("accuracy", "macro_f1")}
     metrics["latency"] = measure_latency(loaded.model, test, device, batch_size)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (out_dir / "shift.md").write_text(shift_report(metrics) or "No `test_shifted` split in this dataset.\n")
     report = per_class_report(labels, preds, loaded.classes)
     (out_dir / "per_class.json").write_text(json.dumps(report, indent=2))
     write_plots(labels, probs, loaded.classes, metrics, out_dir)

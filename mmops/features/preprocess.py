@@ -10,7 +10,7 @@ import torch
 from rich.progress import Progress
 
 from mmops.config import Params
-from mmops.data.manifest import SPLITS, read_manifest
+from mmops.data.manifest import SHIFTED, SPLITS, read_manifest
 from mmops.data.splits import assign_splits
 from mmops.features.extract import FeatureExtractor, load_media_bytes
 from mmops.features.tensors import concat
@@ -63,7 +63,8 @@ def featurize_frame(df: pd.DataFrame, extractor: FeatureExtractor, base_dir: Pat
 
 
 def preprocess(data_dir: Path, validation_json: Path, out_dir: Path, params: Params) -> Path:
-    """Featurize every split of a validated dataset into `out_dir/{train,val,test}.pt`."""
+    """Featurize every split of a validated dataset into `out_dir/{train,val,test}.pt`
+    (and `test_shifted.pt` when the manifest has that split)."""
     report = require_passed_validation(validation_json)
     df = assign_splits(read_manifest(data_dir), params.seed)
     class_index = {c: i for i, c in enumerate(params.classes)}
@@ -71,7 +72,7 @@ def preprocess(data_dir: Path, validation_json: Path, out_dir: Path, params: Par
     out_dir.mkdir(parents=True, exist_ok=True)
     counts = {}
     with Progress(transient=True) as progress:
-        for split in SPLITS:
+        for split in SPLITS + ((SHIFTED,) if (df["split"] == SHIFTED).any() else ()):
             rows = df[df["split"] == split].reset_index(drop=True)
             if rows.empty:
                 raise ValueError(f"split {split!r} has no samples; the pipeline needs train, val and test")

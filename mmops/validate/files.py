@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from mmops.data.hashing import InsideResolver
-from mmops.data.manifest import MEDIA_COLUMNS, SPLITS
+from mmops.data.manifest import ALL_SPLITS, MEDIA_COLUMNS
 from mmops.validate.config import AUDIO_FORMATS, IMAGE_FORMATS, ValidateConfig
 from mmops.validate.report import Findings
 
@@ -245,12 +245,12 @@ def _check_leakage(df: pd.DataFrame, ids: list[str], by_content: dict[tuple[str,
     for (col, digest), rows in by_content.items():
         if len(rows) < 2:
             continue
-        splits = {split[i] for i in rows if split[i] in SPLITS}
+        splits = {split[i] for i in rows if split[i] in ALL_SPLITS}
         if len(splits) < 2:
             continue
         for i in sorted(set(rows)):
-            others = [j for j in rows if split[j] != split[i] and split[j] in SPLITS]
-            if not others or split[i] not in SPLITS:
+            others = [j for j in rows if split[j] != split[i] and split[j] in ALL_SPLITS]
+            if not others or split[i] not in ALL_SPLITS:
                 continue
             shown = ", ".join(f"{ids[j]} ({split[j]})" for j in others[:3])
             more = f" and {len(others) - 3} more" if len(others) > 3 else ""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mmops.data.manifest import SPLITS, manifest_path, read_manifest
+from mmops.data.manifest import ALL_SPLITS, SPLITS, manifest_path, read_manifest
 from mmops.validate.config import ValidateConfig
 from mmops.validate.report import Findings
 
@@ -137,7 +137,7 @@ def _suite(gx, df: pd.DataFrame, classes: list[str], cfg: ValidateConfig, findin
     else:
         findings.skip(["label_not_null", "label_in_classes"], "no label column")
     if "split" in cols:
-        add("split_in_set", E.ExpectColumnValuesToBeInSet, "split", column="split", value_set=list(SPLITS))
+        add("split_in_set", E.ExpectColumnValuesToBeInSet, "split", column="split", value_set=list(ALL_SPLITS))
     else:
         findings.skip(["split_in_set"], "no split column (the pipeline splits)")
     if "text" in cols:
@@ -204,7 +204,7 @@ def _detail(rule: str, df: pd.DataFrame, i: int, ids: list[str]) -> str:
     if rule == "label_in_classes":
         return f"label '{df['label'].iat[i]}' is not a class"
     if rule == "split_in_set":
-        return f"split '{df['split'].iat[i]}' is not one of {'|'.join(SPLITS)}"
+        return f"split '{df['split'].iat[i]}' is not one of {'|'.join(ALL_SPLITS)}"
     if rule == "text_length":
         return f"text has {len(df['text'].iat[i])} chars"
     if rule == "duplicate_rows":

@@ -12,7 +12,7 @@ import soundfile as sf
 from PIL import Image
 from pydantic import ValidationError
 
-from mmops.data.avdigits import WORDS, DemoConfig, generate, make_clue, names_digit
+from mmops.data.avdigits import SHIFT_VOICES, WORDS, DemoConfig, ShiftConfig, generate, make_clue, names_digit
 
 CLASSES = [str(d) for d in range(10)]
 N = 90
@@ -32,12 +32,12 @@ def test_manifest_columns_labels_and_splits(dataset):
     out, manifest, df = dataset
     assert manifest == out / "manifest.csv"
     assert list(df.columns) == ["sample_id", "split", "label", "text", "image", "audio"]
-    assert len(df) == N and df.sample_id.is_unique
+    assert (df.split != "test_shifted").sum() == N and df.sample_id.is_unique
     assert set(df.label) == set(CLASSES)
-    assert set(df.split) == {"train", "val", "test"}
+    assert set(df.split) == {"train", "val", "test", "test_shifted"}
     for split in ("val", "test"):  # stratified: every class in every split
         assert set(df.label[df.split == split]) == set(CLASSES)
-    frac = df.split.value_counts(normalize=True)
+    frac = df.split[df.split != "test_shifted"].value_counts(normalize=True)
     assert 0.6 <= frac["train"] <= 0.8
 
 
@@ -152,3 +152,66 @@ def test_bad_config_is_rejected(bad):
 def test_config_round_trips_through_json():
     cfg = DemoConfig(n_samples=100, snr_db=(10, 20))
     assert DemoConfig.model_validate(cfg.model_dump(mode="json")) == cfg
+
+
+def _ink_extent(png) -> float:
+    """Height of the bright (ink) region as a fraction of the image side."""
+    with Image.open(png) as img:
+        x = np.asarray(img, dtype=np.float64)
+    ys = np.nonzero(x > 0.5 * x.max())[0]
+    return (np.ptp(ys) + 1) / x.shape[0]
+
+
+def test_shifted_split_renders_the_test_digits_differently(dataset):
+    """`test_shifted` = the test digits and their conditions again, smaller/off-centre and noisier."""
+    out, _, df = dataset
+    test, shifted = df[df.split == "test"], df[df.split == "test_shifted"]
+    assert len(shifted) == len(test) and sorted(shifted.label) == sorted(test.label)
+    assert ((shifted.image == "") == (test.image == "").to_numpy()).all()  # same missing pattern
+    extents_test = [_ink_extent(out / r) for r in test.image[test.image != ""]]
+    extents_shift = [_ink_extent(out / r) for r in shifted.image[shifted.image != ""]]
+    assert np.median(extents_shift) < np.median(extents_test) - 0.1  # digits drawn smaller
+
+
+def test_shifted_noise_is_bluer(tmp_path):
+    """Moderate shifted clips carry high-frequency (blue/violet) noise the training pool never has."""
+    cfg = DemoConfig(n_samples=30, seed=5, p_audio_hard=0.0, p_image_hard=0.0)
+    generate(tmp_path, cfg, CLASSES)
+    df = _read(tmp_path / "manifest.csv")
+
+    def high_band_share(rel) -> float:
+        wave, rate = sf.read(tmp_path / rel, dtype="float64")
+        power = np.abs(np.fft.rfft(wave)) ** 2
+        f = np.fft.rfftfreq(wave.size, 1 / rate)
+        return power[f > 5000].sum() / power.sum()
+
+    share = {s: np.median([high_band_share(r) for r in df.audio[(df.split == s) & (df.audio != "")]])
+             for s in ("test", "test_shifted")}
+    assert share["test_shifted"] > 3 * share["test"], share
+
+
+def test_shifted_voices_must_be_unseen_and_can_be_disabled(tmp_path):
+    with pytest.raises(ValidationError, match="unseen in training"):
+        DemoConfig(voices=["en", SHIFT_VOICES[0]])
+    generate(tmp_path, DemoConfig(n_samples=30, shifted=ShiftConfig(enabled=False)), CLASSES)
+    assert "test_shifted" not in set(_read(tmp_path / "manifest.csv").split)
+
+
+def test_shifted_clips_use_only_unseen_voices(tmp_path, monkeypatch):
+    import mmops.data.avdigits as avdigits
+
+    used: dict[str, str] = {}
+    real = avdigits._espeak
+
+    def spy(word, voice, rate, pitch, tmp, name):
+        used[name] = voice
+        return real(word, voice, rate, pitch, tmp, name)
+
+    monkeypatch.setattr(avdigits, "_espeak", spy)
+    cfg = DemoConfig(n_samples=40, seed=2)
+    df = _read(generate(tmp_path, cfg, CLASSES))
+    split = dict(zip(df.sample_id, df.split))
+    shifted_voices = {v for sid, v in used.items() if split[sid] == "test_shifted"}
+    pool_voices = {v for sid, v in used.items() if split[sid] != "test_shifted"}
+    assert shifted_voices and shifted_voices <= set(SHIFT_VOICES)
+    assert pool_voices and not pool_voices & set(SHIFT_VOICES)

@@ -37,6 +37,12 @@ def test_evaluate_writes_metrics_report_and_plot(prepared, tmp_path):
         assert 0 < stats["p50_ms"] <= stats["p95_ms"]
     assert all(isinstance(v, (int, float)) for v in _leaves(metrics)), "metrics.json is logged to MLflow as numbers"
     assert FILES <= {p.name for p in (tmp_path / "metrics").iterdir()}
+    # the shifted split is scored beside the in-domain one
+    shifted = metrics["shifted"]
+    assert shifted["n"] == metrics["n_test"] and 0 <= shifted["accuracy"] <= 1
+    assert abs(metrics["shift_gap"]["accuracy"] - (metrics["accuracy"] - shifted["accuracy"])) < 1e-12
+    shift_md = (tmp_path / "metrics" / "shift.md").read_text()
+    assert f"| accuracy | {metrics['accuracy']:.3f} | {shifted['accuracy']:.3f} |" in shift_md
     per_class = json.loads((tmp_path / "metrics" / "per_class.json").read_text())
     assert set(prepared.classes) <= set(per_class)
     for png in (n for n in FILES if n.endswith(".png")):
