@@ -47,7 +47,10 @@ if ! "$PY" -c "import torch" >/dev/null 2>&1; then
 fi
 
 echo ">> installing mmops and its dependencies"
-"$PY" -m pip install -q -e ".[test]"
+# The installed torch build is a constraint: pip then picks the torchvision that pins exactly this
+# torch and never swaps the build (a newer torchvision would pull a multi-GB CUDA torch).
+"$PY" -c 'import torch; print(f"torch=={torch.__version__}")' >"$VENV/torch-constraint.txt"
+"$PY" -m pip install -q -c "$VENV/torch-constraint.txt" -e ".[test]"
 
 # Registry wheels of torchaudio are CUDA-linked; beside a CPU torch their compiled extension
 # fails to load. Without it torchaudio falls back to pure PyTorch code (MelSpectrogram,
@@ -58,6 +61,42 @@ if ! "$PY" -c "import torchaudio" >/dev/null 2>&1; then
     rm -f "$("$PY" -c 'import importlib.util, os; print(os.path.dirname(importlib.util.find_spec("torchaudio").origin))')"/lib/*.so
   fi
   "$PY" -c "import torchaudio" || { echo "error: torchaudio does not import; see README (GPU)" >&2; exit 1; }
+fi
+
+# Registry wheels of torchvision are CUDA-linked as well: beside a CPU torch their ops library
+# (`_C.so`: nms, roi_align, ... for detection) cannot load, and torchvision >= 0.18 then fails at
+# import because it registers fake kernels for `torchvision::nms`/`qnms` unconditionally. As
+# transformers imports torchvision whenever it is installed, that would break every model load.
+# Only where torch is a CPU build: remove the CUDA-linked extensions and declare those two op
+# schemas (no kernels) when `_C` is absent, so torchvision imports; models and transforms are pure
+# PyTorch (mmops uses ResNet-18). Lost: the C++ ops (nms, roi_align, deform_conv) and torchvision.io
+# image decoding (mmops decodes with PIL).
+if ! "$PY" -c "import torchvision" >/dev/null 2>&1; then
+  if [ "$("$PY" -c 'import torch; print(torch.version.cuda is None)')" = "True" ]; then
+    echo ">> CPU torch: removing torchvision's CUDA-linked extensions (pure PyTorch models)"
+    "$PY" - <<'PYEOF'
+import importlib.util
+from pathlib import Path
+
+root = Path(importlib.util.find_spec("torchvision").origin).parent
+for name in ("_C.so", "image.so"):
+    (root / name).unlink(missing_ok=True)
+marker = "# mmops bootstrap: CPU torch"
+ext = root / "extension.py"
+if marker not in ext.read_text():
+    with ext.open("a") as f:
+        f.write(f"""
+
+{marker} beside a CUDA-linked wheel (scripts/bootstrap.sh): no `_C`, so declare
+# the op schemas that torchvision._meta_registrations registers fakes for; they have no kernels.
+if not _has_ops():
+    _mmops_cpu_fragment = torch.library.Library("torchvision", "FRAGMENT")
+    _mmops_cpu_fragment.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    _mmops_cpu_fragment.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+""")
+PYEOF
+  fi
+  "$PY" -c "import torchvision" || { echo "error: torchvision does not import; see README (GPU)" >&2; exit 1; }
 fi
 
 touch "$VENV/.installed"

@@ -1,4 +1,5 @@
-"""Audio: decode with soundfile, mono, resample, log-mel with torchaudio."""
+"""Audio: decode with soundfile, mono, resample; then a log-mel (torchaudio) or the raw waveform,
+whichever the configured audio encoder takes (its config's `input_feature`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,27 @@ import torch
 import torchaudio
 
 from mmops.config import AudioFeatures
+
+
+def decode_mono(data: bytes, sample_rate: int) -> torch.Tensor:
+    """Audio file bytes -> mono float32 waveform at `sample_rate`."""
+    wav, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    mono = torch.from_numpy(np.ascontiguousarray(wav.mean(axis=1)))
+    if sr != sample_rate:
+        mono = torchaudio.functional.resample(mono, sr, sample_rate)
+    return mono
+
+
+class Waveform:
+    """Waveform bytes -> mono waveform at the configured rate, cut to `max_seconds` (not padded:
+    the extractor pads a batch with zeros and keeps each length)."""
+
+    def __init__(self, cfg: AudioFeatures) -> None:
+        self.cfg = cfg
+        self.n_samples = int(cfg.max_seconds * cfg.sample_rate)
+
+    def __call__(self, data: bytes) -> torch.Tensor:
+        return decode_mono(data, self.cfg.sample_rate)[: self.n_samples].clone()
 
 
 class LogMel:
@@ -24,11 +46,7 @@ class LogMel:
         )
 
     def decode(self, data: bytes) -> torch.Tensor:
-        wav, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-        mono = torch.from_numpy(np.ascontiguousarray(wav.mean(axis=1)))
-        if sr != self.cfg.sample_rate:
-            mono = torchaudio.functional.resample(mono, sr, self.cfg.sample_rate)
-        return mono
+        return decode_mono(data, self.cfg.sample_rate)
 
     def __call__(self, data: bytes) -> torch.Tensor:
         wave = self.decode(data)[: self.n_samples]

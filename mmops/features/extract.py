@@ -6,16 +6,20 @@ import hashlib
 import json
 import math
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import torch
 
 from mmops.config import FeaturesConfig
-from mmops.features.audio import LogMel
+from mmops.features.audio import LogMel, Waveform
 from mmops.features.image import ImageTransform
 from mmops.features.text import TextTokenizer
 
+if TYPE_CHECKING:
+    from mmops.config import ModelConfig
+
 Batch = dict[str, Any]
+AUDIO_INPUTS = ("log_mel", "waveform")
 
 
 def is_missing(value: Any) -> bool:
@@ -44,6 +48,9 @@ class FeatureExtractor:
 
     Media features are cached on disk keyed by the content hash of the file and the feature
     config, so a re-run of preprocessing only decodes what changed.
+
+    Audio is stored as the audio encoder takes it (`audio_input`): `"log_mel"`, a tensor
+    (N, 1, n_mels, frames); or `"waveform"`, {"waveform": (N, samples) zero-padded, "length": (N,)}.
     """
 
     def __init__(
@@ -52,17 +59,30 @@ class FeatureExtractor:
         modalities: Iterable[str],
         tokenizer_path: str | None,
         cache_dir: Path | None = None,
+        audio_input: str = "log_mel",
     ) -> None:
+        if audio_input not in AUDIO_INPUTS:
+            raise ValueError(f"audio_input {audio_input!r}: choose one of {', '.join(AUDIO_INPUTS)}")
         self.cfg = cfg
         self.modalities = list(modalities)
         self.text = TextTokenizer(cfg.text, tokenizer_path) if "text" in self.modalities else None
         self.image = ImageTransform(cfg.image)
         self.audio = LogMel(cfg.audio)
+        self.waveform = Waveform(cfg.audio)
+        self.audio_input = audio_input
         self.cache_dir = cache_dir
         self._cfg_key = {
             "image": json.dumps(cfg.image.model_dump(), sort_keys=True),
             "audio": json.dumps(cfg.audio.model_dump(), sort_keys=True),
+            "waveform": json.dumps({**cfg.audio.model_dump(), "input": "waveform"}, sort_keys=True),
         }
+
+    @classmethod
+    def for_model(cls, cfg: FeaturesConfig, model: "ModelConfig", cache_dir: Path | None = None) -> "FeatureExtractor":
+        """The extractor a model config needs: its tokenizer, and the audio input its encoder takes."""
+        from mmops.models import audio_input, tokenizer_source
+
+        return cls(cfg, model.modalities, tokenizer_source(model), cache_dir, audio_input=audio_input(model))
 
     def image_shape(self) -> tuple[int, ...]:
         return (1, self.cfg.image.size, self.cfg.image.size)
@@ -77,11 +97,13 @@ class FeatureExtractor:
             clean = ["" if is_missing(t) else str(t) for t in texts]
             batch["text"] = self.text(clean)
             batch["present"]["text"] = torch.tensor([bool(t.strip()) for t in clean], dtype=torch.bool)
+        if "audio" in self.modalities and self.audio_input == "waveform":
+            batch["audio"], batch["present"]["audio"] = self._waveforms(audios)
         for name, items, fn, shape in (
             ("image", images, self.image, self.image_shape()),
             ("audio", audios, self.audio, self.audio_shape()),
         ):
-            if name not in self.modalities:
+            if name not in self.modalities or name in batch:
                 continue
             out = torch.zeros((n, *shape))
             present = torch.zeros(n, dtype=torch.bool)
@@ -92,6 +114,18 @@ class FeatureExtractor:
             batch[name] = out
             batch["present"][name] = present
         return batch
+
+    def _waveforms(self, items: list[bytes | None]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Zero-padded waveforms (N, samples), their lengths (N,) and the presence mask."""
+        wave = torch.zeros(len(items), self.waveform.n_samples)
+        length = torch.zeros(len(items), dtype=torch.long)
+        for i, data in enumerate(items):
+            if data is not None:
+                w = self._cached("waveform", data, self.waveform)
+                wave[i, : len(w)] = w
+                length[i] = len(w)
+        present = torch.tensor([d is not None for d in items], dtype=torch.bool)
+        return {"waveform": wave, "length": length}, present
 
     def _cached(self, modality: str, data: bytes, fn) -> torch.Tensor:
         if self.cache_dir is None:

@@ -14,7 +14,6 @@ from mmops.data.manifest import SHIFTED, SPLITS, read_manifest
 from mmops.data.splits import assign_splits
 from mmops.features.extract import FeatureExtractor, load_media_bytes
 from mmops.features.tensors import concat
-from mmops.models import tokenizer_source
 
 CHUNK = 256
 
@@ -36,11 +35,8 @@ def require_passed_validation(validation_json: Path, data_hash: str | None = Non
 
 
 def build_extractor(params: Params, cache: bool = True) -> FeatureExtractor:
-    return FeatureExtractor(
-        params.features,
-        params.model.modalities,
-        tokenizer_source(params.model),
-        cache_dir=params.paths.cache / "features" if cache else None,
+    return FeatureExtractor.for_model(
+        params.features, params.model, cache_dir=params.paths.cache / "features" if cache else None
     )
 
 

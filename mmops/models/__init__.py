@@ -7,7 +7,14 @@ from mmops.models.classifier import MultimodalClassifier
 from mmops.models.pretrained import resolve_pretrained
 from mmops.models.registry import ENCODERS, FUSIONS
 
-__all__ = ["ENCODERS", "FUSIONS", "MultimodalClassifier", "tokenizer_source"]
+__all__ = ["ENCODERS", "FUSIONS", "MultimodalClassifier", "audio_input", "tokenizer_source"]
+
+
+def audio_input(cfg: ModelConfig) -> str:
+    """What the features stage stores for the audio encoder: "log_mel" or "waveform"."""
+    if "audio" not in cfg.modalities:
+        return "log_mel"
+    return getattr(ENCODERS.config_for(cfg.audio.name), "input_feature", "log_mel")
 
 
 def tokenizer_source(cfg: ModelConfig) -> str | None:

@@ -1,7 +1,9 @@
 """Training-time augmentation chosen by config (`train.augment`), off by default.
 
-SpecAugment masks time and frequency bands of log-mel spectrograms; image jitter applies a
-small random shift / rotation / scale. Both act on featurized batches (B, 1, H, W) (rows of a missing modality are
+SpecAugment masks time and frequency bands of log-mel spectrograms; spec warp stretches their
+mel and time axes (other speakers, other speaking rates); mel noise adds coloured noise in the
+mel power domain (other noise colours and levels); image jitter applies a random shift /
+rotation / scale. Both act on featurized batches (B, 1, H, W) (rows of a missing modality are
 ignored by the model anyway) and draw from torch's RNG (seeded by the recipe).
 """
 
@@ -12,7 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from mmops.config import AugmentConfig, ImageJitterConfig, SpecAugmentConfig
+from mmops.config import AugmentConfig, ImageJitterConfig, MelNoiseConfig, SpecAugmentConfig, SpecWarpConfig
 
 
 def _band_mask(n: int, size: int, max_width: int, n_masks: int, device) -> torch.Tensor:
@@ -36,8 +38,48 @@ def spec_augment(x: torch.Tensor, cfg: SpecAugmentConfig) -> torch.Tensor:
     return torch.where(masked, fill, x)
 
 
+def _uniform(b: int, low: float, high: float, device) -> torch.Tensor:
+    return low + (high - low) * torch.rand(b, device=device)
+
+
+def spec_warp(x: torch.Tensor, cfg: SpecWarpConfig) -> torch.Tensor:
+    """Stretch (B, 1, n_mels, frames) along mel (anchored at 0 Hz) and time (anchored at the start);
+    uncovered bins take the sample's minimum (silence)."""
+    b = x.shape[0]
+    freq = _uniform(b, 1 - cfg.max_freq_warp, 1 + cfg.max_freq_warp, x.device)
+    time = _uniform(b, 1 - cfg.max_time_warp, 1 + cfg.max_time_warp, x.device)
+    zero = torch.zeros_like(freq)
+    # grid x = time (width), y = mel (height); output coordinate u samples input (u + 1) / s - 1
+    theta = torch.stack(
+        [torch.stack([1 / time, zero, 1 / time - 1], 1), torch.stack([zero, 1 / freq, 1 / freq - 1], 1)], 1
+    )
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=True)
+    floor = x.amin(dim=(1, 2, 3), keepdim=True)
+    return F.grid_sample(x - floor, grid, padding_mode="zeros", align_corners=True) + floor
+
+
+def _mel_centres(n_mels: int, nyquist_hz: float, device) -> torch.Tensor:
+    top = 2595.0 * math.log10(1.0 + nyquist_hz / 700.0)
+    mels = torch.linspace(0.0, top, n_mels + 2, device=device)[1:-1]
+    return 700.0 * (10.0 ** (mels / 2595.0) - 1.0)
+
+
+def mel_noise(x: torch.Tensor, cfg: MelNoiseConfig) -> torch.Tensor:
+    """Add noise of a random colour and level to log-mel (B, 1, n_mels, frames) in the power domain."""
+    b, _, n_mels, frames = x.shape
+    power = torch.exp(x)
+    k = _uniform(b, *cfg.tilt, x.device)[:, None]
+    shape = (_mel_centres(n_mels, cfg.nyquist_hz, x.device)[None, :] / 1000.0) ** (2 * k)  # power ~ f^(2k)
+    snr = 10.0 ** (_uniform(b, *cfg.snr_db, x.device) / 10.0)
+    level = power.mean(dim=(1, 2, 3)) / snr / shape.mean(1)
+    noise = (level[:, None] * shape)[:, None, :, None] * torch.empty_like(x).exponential_()  # periodogram-like
+    keep = (torch.rand(b, device=x.device) < cfg.p)[:, None, None, None]
+    return torch.where(keep, torch.log(power + noise), x)
+
+
 def image_jitter(x: torch.Tensor, cfg: ImageJitterConfig) -> torch.Tensor:
-    """Random affine (shift, rotation, scale) of (B, C, H, W); the border is filled with the edge value."""
+    """Random affine (shift, rotation, scale) of (B, C, H, W); uncovered area takes each image's
+    darkest value (its background), so a shrunken digit does not drag streaks of its edge."""
     b = x.shape[0]
     u = lambda: torch.rand(b, device=x.device) * 2 - 1  # noqa: E731  uniform in [-1, 1]
     angle = u() * math.radians(cfg.max_rotate_deg)
@@ -46,14 +88,25 @@ def image_jitter(x: torch.Tensor, cfg: ImageJitterConfig) -> torch.Tensor:
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+    background = x.amin(dim=(1, 2, 3), keepdim=True)
+    return F.grid_sample(x - background, grid, padding_mode="zeros", align_corners=False) + background
+
+
+def augmented_modalities(cfg: AugmentConfig, batch: dict) -> set[str]:
+    """Modalities of `batch` whose inputs `augment_batch` changes (so not precomputable)."""
+    audio = any(v is not None for v in (cfg.specaugment, cfg.spec_warp, cfg.mel_noise))
+    on = {"audio": audio, "image": cfg.image_jitter is not None}
+    return {m for m, enabled in on.items() if enabled and isinstance(batch.get(m), torch.Tensor)}
 
 
 def augment_batch(batch: dict, cfg: AugmentConfig) -> dict:
     """A copy of `batch` with the configured augmentations applied to present rows."""
     out = dict(batch)
-    if cfg.specaugment is not None and isinstance(batch.get("audio"), torch.Tensor):
-        out["audio"] = spec_augment(batch["audio"], cfg.specaugment)
+    if isinstance(batch.get("audio"), torch.Tensor):
+        # order matters: noise and warps change the signal, masks then hide parts of it
+        for step, step_cfg in ((mel_noise, cfg.mel_noise), (spec_warp, cfg.spec_warp), (spec_augment, cfg.specaugment)):
+            if step_cfg is not None:
+                out["audio"] = step(out["audio"], step_cfg)
     if cfg.image_jitter is not None and isinstance(batch.get("image"), torch.Tensor):
         out["image"] = image_jitter(batch["image"], cfg.image_jitter)
     return out

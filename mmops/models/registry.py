@@ -12,7 +12,7 @@ FUSIONS: Registry[nn.Module] = Registry("fusion")
 
 def _populate() -> None:
     # Importing the modules runs their @register decorators.
-    from mmops.models import encoders, fusion  # noqa: F401
+    from mmops.models import encoders, fusion, vision  # noqa: F401
 
 
 _populate()

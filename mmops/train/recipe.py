@@ -23,9 +23,9 @@ from torch.nn.parallel import DistributedDataParallel
 from mmops.config import Params
 from mmops.features.tensors import index, to_device
 from mmops.models import MultimodalClassifier, tokenizer_source
-from mmops.models.augment import augment_batch
+from mmops.models.augment import augment_batch, augmented_modalities
 from mmops.models.classifier import with_frozen_embeddings
-from mmops.train.checkpoint import CHECKPOINT, TEXT_BACKBONE, export_text_backbone
+from mmops.train.checkpoint import CHECKPOINT, TEXT_BACKBONE, export_audio_backbone, export_text_backbone
 from mmops.train.distributed import DistInfo, cleanup, init_distributed, pick_device
 
 console = Console(stderr=True)
@@ -91,8 +91,11 @@ class TrainRecipe:
         self.val_set = torch.load(self.features_dir / "val.pt", weights_only=True)
 
         self.model = MultimodalClassifier(self.params.model, len(self.params.classes)).to(self.device)
-        self.train_set = with_frozen_embeddings(self.model, self.train_set)
-        self.val_set = with_frozen_embeddings(self.model, self.val_set)
+        # frozen encoders run once per content hash, cached across runs; augmented inputs change every epoch
+        cache = self.params.paths.cache / "embeddings"
+        augmented = augmented_modalities(self.cfg.augment, self.train_set)
+        self.train_set = with_frozen_embeddings(self.model, self.train_set, cache_dir=cache, skip=augmented)
+        self.val_set = with_frozen_embeddings(self.model, self.val_set, cache_dir=cache)
         self.ddp = (
             DistributedDataParallel(self.model, find_unused_parameters=True) if self.dist.enabled else self.model
         )
@@ -258,6 +261,7 @@ class TrainRecipe:
                 )
             else:
                 export_text_backbone(self.model, self.params, self.out_dir)
+            export_audio_backbone(self.model, self.out_dir)
             (self.out_dir / "history.json").write_text(json.dumps({"summary": summary, "epochs": self.history}, indent=2))
         cleanup(self.dist)
 

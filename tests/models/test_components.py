@@ -12,17 +12,22 @@ def _inputs(name: str, n: int = 4, vocab: int = 40):
         mask = torch.ones(n, 8, dtype=torch.long)
         mask[0, 3:] = 0  # one short sequence
         return {"input_ids": torch.randint(1, vocab, (n, 8)), "attention_mask": mask}
-    if name == "small_cnn_image":
+    if name in ("small_cnn_image", "resnet18_image"):
         return torch.randn(n, 1, 16, 16)
+    if name == "hf_audio":  # raw waveforms, zero-padded, one of them short
+        length = torch.tensor([4000] * (n - 1) + [1500])
+        return {"waveform": torch.randn(n, 4000) * (torch.arange(4000) < length[:, None]), "length": length}
     if name == "mel_cnn_audio":
         return torch.randn(n, 1, 40, 50)
     raise AssertionError(f"add inputs for the new encoder {name!r} to this test")
 
 
 @pytest.mark.parametrize("name", ENCODERS.names())
-def test_encoder_forward_backward(name, tiny_text_model):
+def test_encoder_forward_backward(name, tiny_text_model, request):
     options = {"pretrained": str(tiny_text_model)} if name.endswith("_text") else {}
-    if name == "hf_text":
+    if name == "hf_audio":
+        options = {"pretrained": str(request.getfixturevalue("tiny_audio_model"))}
+    if name in ("hf_text", "hf_audio"):
         options["trainable"] = True
     torch.manual_seed(0)
     encoder = ENCODERS.build(name, options)

@@ -5,7 +5,7 @@ import torch
 
 from mmops.config import AugmentConfig, ImageJitterConfig, SpecAugmentConfig, load_params
 from mmops.models import MultimodalClassifier
-from mmops.models.augment import augment_batch, image_jitter, spec_augment
+from mmops.models.augment import augment_batch, image_jitter, mel_noise, spec_augment, spec_warp
 
 
 def _batch(n=32):
@@ -94,6 +94,43 @@ def test_image_jitter_is_identity_at_zero_and_moves_pixels_otherwise():
     assert torch.allclose(image_jitter(x, ImageJitterConfig(max_shift=0, max_rotate_deg=0, max_scale=0)), x, atol=1e-5)
     y = image_jitter(x, ImageJitterConfig(max_shift=0.2, max_rotate_deg=20, max_scale=0.2))
     assert y.shape == x.shape and not torch.allclose(x, y)
+
+
+def test_image_jitter_fills_uncovered_area_with_the_background():
+    """Zooming out of a digit that touches the frame must not smear its edge into the border."""
+    torch.manual_seed(0)
+    x = torch.full((32, 1, 16, 16), -1.0)  # dark background
+    x[..., :, 6:10] = 1.0  # a bright bar touching the top and bottom edges
+    y = image_jitter(x, ImageJitterConfig(max_shift=0, max_rotate_deg=0, max_scale=0.5))
+    dark_frame = (y[:, 0, 0, :].amax(1) < -0.99) & (y[:, 0, -1, :].amax(1) < -0.99)
+    assert dark_frame.any()  # the zoomed-out bars no longer reach the frame (edge padding would smear them)
+    assert y.min() >= -1.0 - 1e-5 and y.max() <= 1.0 + 1e-5
+
+
+def test_spec_warp_is_identity_at_zero_and_stretches_otherwise():
+    from mmops.config import SpecWarpConfig
+
+    torch.manual_seed(0)
+    x = torch.zeros(2, 1, 40, 60) - 5.0
+    x[:, :, 10:12, 20:30] = 3.0  # a formant-like band
+    assert torch.allclose(spec_warp(x, SpecWarpConfig(max_freq_warp=0, max_time_warp=0)), x, atol=1e-4)
+    up = spec_warp(x, SpecWarpConfig(max_freq_warp=0.3, max_time_warp=0.0))
+    centre = lambda t: (t[0, 0].clamp(min=0).sum(1) * torch.arange(40.0)).sum() / t[0, 0].clamp(min=0).sum()  # noqa: E731
+    assert abs(centre(up) - centre(x)) > 0.5  # the band moved along the mel axis
+    assert up.min() >= -5.0 - 1e-4  # uncovered bins take the silence floor
+
+
+def test_mel_noise_colour_and_level():
+    from mmops.config import MelNoiseConfig
+
+    torch.manual_seed(0)
+    x = torch.full((4, 1, 40, 50), -2.0)
+    violet = mel_noise(x, MelNoiseConfig(p=1.0, snr_db=(0.0, 0.0), tilt=(1.0, 1.0))) - x
+    brown = mel_noise(x, MelNoiseConfig(p=1.0, snr_db=(0.0, 0.0), tilt=(-1.0, -1.0))) - x
+    assert violet[:, :, -5:].mean() > violet[:, :, :5].mean() and brown[:, :, :5].mean() > brown[:, :, -5:].mean()
+    quiet = mel_noise(x, MelNoiseConfig(p=1.0, snr_db=(40.0, 40.0), tilt=(0.0, 0.0))) - x
+    assert 0 < quiet.mean() < violet.mean() / 10
+    assert torch.equal(mel_noise(x, MelNoiseConfig(p=0.0)), x)
 
 
 def test_augment_batch_off_by_default_and_leaves_other_keys():

@@ -1,0 +1,220 @@
+"""Benchmark training: `python bench/bench_train.py [--n 768] [--minilm-n 320] [--repeats 2]`.
+
+1. Trainer overhead: `TrainRecipe` samples/s ÷ a bare PyTorch loop (`for x, y in loader:
+   opt.zero_grad(); loss.backward(); opt.step()`) on the same model (gru_text + small CNN image +
+   log-mel CNN audio, all trainable, concat fusion), the same data and batch size. Measured for
+   the whole trainer epoch (train + validation + checkpoints) and for its training steps alone.
+2. Frozen-encoder cache: epoch time with the frozen real all-MiniLM-L6-v2's embeddings from the
+   cross-run cache (lookup included) ÷ without (MiniLM runs in every step), same loop.
+
+Trainer and bare epochs alternate (the bare epoch runs between two trainer epochs, outside their
+timed span), so each pair sees the same machine load; the median pair ratio is reported. Synthetic featurized
+data (random images and log-mels, real tokenizer on short sentences), so nothing is preprocessed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _report import record  # noqa: E402
+
+from mmops.config import Params, load_params  # noqa: E402
+from mmops.features.tensors import index  # noqa: E402
+from mmops.models import MultimodalClassifier, tokenizer_source  # noqa: E402
+from mmops.models.classifier import with_frozen_embeddings  # noqa: E402
+from mmops.train.recipe import TrainRecipe, seed_everything  # noqa: E402
+
+BENCH = "train"
+REPO = Path(__file__).resolve().parents[1]
+WORDS = "zero one two three four five six seven eight nine".split()
+
+
+def synthetic_split(params: Params, n: int, seed: int) -> dict:
+    """A featurized split as `mmops preprocess` writes it: tokens of short clue sentences, random
+    16x16 images and 40-mel log-mels, every modality present, 10 classes."""
+    from transformers import AutoTokenizer
+
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 10, (n,), generator=g)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source(params.model))
+    texts = [f"it is {'an even' if int(y) % 2 == 0 else 'an odd'} number, {WORDS[(int(y) + i) % 10]} is not it"
+             for i, y in enumerate(labels)]
+    enc = tokenizer(texts, padding="max_length", truncation=True, max_length=params.features.text.max_length,
+                    return_tensors="pt")
+    frames = int(params.features.audio.max_seconds * params.features.audio.sample_rate) // params.features.audio.hop_length + 1
+    return {
+        "text": {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]},
+        "image": torch.randn(n, 1, params.features.image.size, params.features.image.size, generator=g),
+        "audio": torch.randn(n, 1, params.features.audio.n_mels, frames, generator=g),
+        "present": {m: torch.ones(n, dtype=torch.bool) for m in ("text", "image", "audio")},
+        "labels": labels,
+        "sample_ids": [f"s{i:05d}" for i in range(n)],
+    }
+
+
+class Batches(Dataset):
+    """Indexable by a batch of indices: a DataLoader with a BatchSampler yields whole batches."""
+
+    def __init__(self, data: dict) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data["labels"])
+
+    def __getitem__(self, idx: list[int]):
+        batch = index(self.data, torch.as_tensor(idx))
+        return batch, batch["labels"]
+
+
+def bare_epoch(model: torch.nn.Module, opt: torch.optim.Optimizer, data: dict, batch_size: int, seed: int) -> float:
+    """One epoch of the plainest loop; returns wall seconds."""
+    ds = Batches(data)
+    loader = DataLoader(ds, sampler=BatchSampler(RandomSampler(ds, generator=torch.Generator().manual_seed(seed)),
+                                                 batch_size, drop_last=False), batch_size=None)
+    model.train()
+    start = time.perf_counter()
+    for x, y in loader:
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+    return time.perf_counter() - start
+
+
+class TimedRecipe(TrainRecipe):
+    """The trainer as is, with the wall time of each whole epoch (train steps, validation,
+    checkpoints) and of its training steps alone recorded; `between(epoch)` runs after each
+    epoch, outside the timed span (the bare loop's epoch, so both sides see the same load)."""
+
+    def __init__(self, *args, between: Callable[[int], None], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.between = between
+        self.epoch_seconds: list[float] = []
+        self.step_seconds: list[float] = []
+        self._mark = 0.0
+
+    def train(self) -> dict:
+        self._mark = time.perf_counter()
+        return super().train()
+
+    def _train_one_epoch(self, epoch: int) -> float:
+        start = time.perf_counter()
+        loss = super()._train_one_epoch(epoch)
+        self.step_seconds.append(time.perf_counter() - start)
+        return loss
+
+    def save_last(self, epoch: int) -> None:  # the last thing an epoch does
+        super().save_last(epoch)
+        self.epoch_seconds.append(time.perf_counter() - self._mark)
+        self.between(epoch)
+        self._mark = time.perf_counter()
+
+
+def trainer_overhead(root: Path, n: int, epochs: int) -> None:
+    params = load_params(None, [
+        f"paths.cache={root / 'cache'}", "model.text.name=gru_text", "model.width=64", "model.head.hidden=128",
+        f"train.epochs={epochs}", "train.batch_size=64", "train.patience=1000", "train.device=cpu",
+    ])
+    features = root / "features"
+    features.mkdir(parents=True)
+    train_set, val_set = synthetic_split(params, n, 0), synthetic_split(params, n // 8, 1)
+    torch.save(train_set, features / "train.pt")
+    torch.save(val_set, features / "val.pt")
+    B = params.train.batch_size
+
+    seed_everything(params.seed)
+    model = MultimodalClassifier(params.model, len(params.classes))
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=params.train.lr,
+                            weight_decay=params.train.weight_decay)
+    bare: list[float] = []
+    # trainer epoch, bare epoch, trainer epoch, ...: each pair runs under the same machine load
+    recipe = TimedRecipe(params, features, root / "model",
+                         between=lambda epoch: bare.append(bare_epoch(model, opt, train_set, B, epoch)))
+    recipe.setup()
+    recipe.train()
+    pairs = list(zip(recipe.epoch_seconds, recipe.step_seconds, bare))[1:]  # the first pair is a warm-up
+    epoch_ratio = statistics.median(b / t for t, _, b in pairs)  # samples/s trainer / bare = bare s / trainer s
+    steps_ratio = statistics.median(b / s for _, s, b in pairs)
+    best = {"trainer epoch": min(p[0] for p in pairs), "trainer steps": min(p[1] for p in pairs),
+            "bare loop": min(p[2] for p in pairs)}
+    detail = (f"{n} train / {n // 8} val samples, batch {B}, gru_text+small_cnn_image+mel_cnn_audio, concat, CPU, "
+              f"{torch.get_num_threads()} torch thread(s); median of {len(pairs)} interleaved epoch pairs; best "
+              "samples/s " + ", ".join(f"{k} {n / v:.0f}" for k, v in best.items()))
+    print(detail)
+    record(BENCH, "trainer epoch / bare loop (samples/s, incl. validation + checkpoints)",
+           epoch_ratio, "ratio", ">= 0.9", detail)
+    record(BENCH, "trainer steps / bare loop (samples/s)", steps_ratio, "ratio", ">= 0.9", detail)
+
+
+def minilm_cache(root: Path, n: int, repeats: int) -> None:
+    params = load_params(REPO / "params.yaml", ["model.width=64", "model.head.hidden=128", "train.batch_size=32"])
+    assert params.model.text.name == "hf_text" and params.model.text.options.get("sha256"), "expects pinned MiniLM"
+    data = synthetic_split(params, n, 2)
+    cache = root / "embeddings"
+    B = params.train.batch_size
+
+    seed_everything(params.seed)
+    model = MultimodalClassifier(params.model, len(params.classes))  # loads the real MiniLM (hash checked)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    start = time.perf_counter()
+    with_frozen_embeddings(model, data, cache_dir=cache)  # the first run: compute and store
+    cold = time.perf_counter() - start
+
+    best_with, best_without, best_lookup = float("inf"), float("inf"), float("inf")
+    for r in range(repeats):
+        start = time.perf_counter()
+        embedded = with_frozen_embeddings(model, data, cache_dir=cache)  # a later run: cache hit
+        lookup = time.perf_counter() - start
+        best_lookup = min(best_lookup, lookup)
+        best_with = min(best_with, lookup + bare_epoch(model, opt, embedded, B, r))
+        best_without = min(best_without, bare_epoch(model, opt, data, B, r))  # MiniLM in every step
+
+    detail = (f"{n} samples, batch {B}, real all-MiniLM-L6-v2 frozen + small CNN image + log-mel CNN audio, CPU; "
+              f"epoch {best_with:.2f} s with cache (lookup {best_lookup:.2f} s) vs {best_without:.2f} s without; "
+              f"filling the cache (first run) {cold:.2f} s (best of {repeats})")
+    print(detail)
+    record(BENCH, "epoch with frozen-MiniLM embedding cache / without", best_with / best_without, "ratio", "< 1", detail)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=512, help="training samples for the trainer-overhead runs")
+    ap.add_argument("--epochs", type=int, default=8, help="trainer epochs (each followed by a bare one; the first pair is a warm-up)")
+    ap.add_argument("--minilm-n", type=int, default=320, help="samples for the MiniLM cache runs")
+    ap.add_argument("--repeats", type=int, default=3, help="MiniLM cache runs (best kept)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (1: least noise on a shared machine; both sides use the same)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"{os.cpu_count()} CPUs, load average {load:.1f}, torch {torch.__version__}")
+    root = Path(tempfile.mkdtemp(prefix="mmops-bench-train-"))
+    try:
+        t = time.perf_counter()
+        trainer_overhead(root / "overhead", args.n, args.epochs)
+        print(f"(trainer overhead: {time.perf_counter() - t:.0f} s)")
+        t = time.perf_counter()
+        minilm_cache(root / "minilm", args.minilm_n, args.repeats)
+        print(f"(MiniLM cache: {time.perf_counter() - t:.0f} s)")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

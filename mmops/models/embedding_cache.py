@@ -1,0 +1,75 @@
+"""Frozen-encoder embeddings on disk, keyed by content: reused across epochs and across runs.
+
+The key hashes what decides the output: the encoder's class, its options (less where the weights
+came from), every tensor of its state dict, the input rows it embeds, the device type and the
+torch version. A different model, other weights or other inputs miss; nothing is ever stale.
+Files are written atomically, so concurrent runs (or DDP ranks) can share one cache folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+LOCATION_OPTIONS = ("pretrained", "weights", "sha256")  # the weights themselves are hashed instead
+
+
+def _update(digest: "hashlib._Hash", tensor: torch.Tensor) -> None:
+    t = tensor.detach().cpu().contiguous()
+    digest.update(f"{t.dtype}{tuple(t.shape)}".encode())
+    digest.update(t.reshape(-1).view(torch.uint8).numpy())
+
+
+def encoder_fingerprint(encoder: nn.Module) -> str:
+    """sha256 of the encoder's identity: class, options and every weight and buffer."""
+    digest = hashlib.sha256(f"{type(encoder).__module__}.{type(encoder).__qualname__}".encode())
+    cfg = getattr(encoder, "cfg", None)
+    if cfg is not None:
+        options = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in LOCATION_OPTIONS}
+        digest.update(json.dumps(options, sort_keys=True).encode())
+    for name, tensor in sorted(encoder.state_dict().items()):
+        digest.update(name.encode())
+        _update(digest, tensor)
+    return digest.hexdigest()
+
+
+def inputs_fingerprint(inputs: torch.Tensor | dict[str, torch.Tensor]) -> str:
+    """sha256 of a modality's input rows (a tensor, or a dict of tensors such as token ids + mask)."""
+    digest = hashlib.sha256()
+    items = sorted(inputs.items()) if isinstance(inputs, dict) else [("", inputs)]
+    for name, tensor in items:
+        digest.update(name.encode())
+        _update(digest, tensor)
+    return digest.hexdigest()
+
+
+def cache_key(encoder_fp: str, inputs_fp: str, device: torch.device) -> str:
+    parts = (encoder_fp, inputs_fp, torch.device(device).type, torch.__version__)
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def cached_embeddings(cache_dir: Path, key: str, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """The tensor stored under `key`, else `compute()`, stored (atomically) and returned."""
+    path = Path(cache_dir) / key[:2] / f"{key}.pt"
+    if path.is_file():
+        try:
+            tensor = torch.load(path, map_location="cpu", weights_only=True)
+            log.info("frozen embeddings: cache hit %s", path)
+            return tensor
+        except Exception as err:  # noqa: BLE001  a truncated/corrupt file is recomputed, never trusted
+            log.warning("frozen embeddings: unreadable cache file %s (%s); recomputing", path, err)
+    tensor = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    torch.save(tensor, tmp)
+    os.replace(tmp, path)
+    log.info("frozen embeddings: stored %s", path)
+    return tensor

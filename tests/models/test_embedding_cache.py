@@ -1,0 +1,130 @@
+"""Frozen-encoder embeddings: computed once per content hash, reused across epochs and runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from mmops.config import load_params
+from mmops.models import MultimodalClassifier
+from mmops.models.classifier import with_frozen_embeddings
+from mmops.models.encoders import HFTextEncoder
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Counts rows the (frozen) HF text encoder embeds."""
+    seen = []
+    original = HFTextEncoder.forward
+
+    def counting(self, inputs):
+        seen.append(inputs["input_ids"].shape[0])
+        return original(self, inputs)
+
+    monkeypatch.setattr(HFTextEncoder, "forward", counting)
+    return seen
+
+
+def _model(tiny_text_model, *extra):
+    params = load_params(None, [f"model.text.options.pretrained={tiny_text_model}", "model.width=16", *extra])
+    return MultimodalClassifier(params.model, 10)
+
+
+def _data(n=20, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    present = torch.ones(n, dtype=torch.bool)
+    present[3] = False
+    return {
+        "text": {"input_ids": torch.randint(1, 40, (n, 8), generator=g), "attention_mask": torch.ones(n, 8, dtype=torch.long)},
+        "image": torch.randn(n, 1, 16, 16, generator=g),
+        "audio": torch.randn(n, 1, 40, 50, generator=g),
+        "present": {"text": present, "image": torch.ones(n, dtype=torch.bool), "audio": torch.ones(n, dtype=torch.bool)},
+        "labels": torch.randint(0, 10, (n,), generator=g),
+    }
+
+
+def test_second_run_hits_the_cache(tiny_text_model, tmp_path, calls):
+    data = _data()
+    first = with_frozen_embeddings(_model(tiny_text_model), data, batch_size=8, cache_dir=tmp_path)
+    assert sum(calls) == 19  # the present rows, in batches
+    assert len(list(tmp_path.rglob("*.pt"))) == 1
+    # trainable encoders are left alone; the missing row stays a zero placeholder
+    assert first["image"] is data["image"] and first["audio"] is data["audio"]
+    assert torch.equal(first["text"]["embedding"][3], torch.zeros(32))
+
+    calls.clear()
+    again = with_frozen_embeddings(_model(tiny_text_model), data, batch_size=8, cache_dir=tmp_path)  # a new "run"
+    assert calls == []
+    assert torch.equal(again["text"]["embedding"], first["text"]["embedding"])
+    # and it is what the encoder computes
+    fresh = with_frozen_embeddings(_model(tiny_text_model), data)
+    assert torch.allclose(fresh["text"]["embedding"], first["text"]["embedding"], atol=1e-6)
+
+
+def test_other_inputs_or_other_weights_miss(tiny_text_model, tmp_path, calls):
+    data = _data()
+    with_frozen_embeddings(_model(tiny_text_model), data, cache_dir=tmp_path)
+    calls.clear()
+
+    changed = _data()
+    changed["text"]["input_ids"][5, 2] = (changed["text"]["input_ids"][5, 2] % 39) + 1  # one token
+    with_frozen_embeddings(_model(tiny_text_model), changed, cache_dir=tmp_path)
+    assert sum(calls) == 19
+    calls.clear()
+
+    model = _model(tiny_text_model)
+    with torch.no_grad():
+        model.encoders["text"].backbone.embeddings.word_embeddings.weight[7] += 0.01  # other weights
+    other = with_frozen_embeddings(model, data, cache_dir=tmp_path)
+    assert sum(calls) == 19
+    calls.clear()
+
+    cls_pooled = with_frozen_embeddings(_model(tiny_text_model, "model.text.options.pooling=cls"), data, cache_dir=tmp_path)
+    assert sum(calls) == 19  # an option that changes the output is part of the key
+    assert len(list(tmp_path.rglob("*.pt"))) == 4
+    assert not torch.equal(other["text"]["embedding"], cls_pooled["text"]["embedding"])
+
+
+def test_skip_and_already_embedded_are_left_alone(tiny_text_model, tmp_path, calls):
+    data = _data()
+    model = _model(tiny_text_model)
+    assert with_frozen_embeddings(model, data, cache_dir=tmp_path, skip={"text"})["text"] is data["text"]
+    embedded = with_frozen_embeddings(model, data)
+    calls.clear()
+    assert with_frozen_embeddings(model, embedded, cache_dir=tmp_path)["text"] is embedded["text"]
+    assert calls == [] and not list(tmp_path.rglob("*.pt"))
+
+
+def test_unreadable_cache_file_is_recomputed(tiny_text_model, tmp_path, calls):
+    data = _data()
+    first = with_frozen_embeddings(_model(tiny_text_model), data, cache_dir=tmp_path)
+    (path,) = tmp_path.rglob("*.pt")
+    path.write_bytes(b"truncated")
+    calls.clear()
+    again = with_frozen_embeddings(_model(tiny_text_model), data, cache_dir=tmp_path)
+    assert sum(calls) == 19
+    assert torch.equal(again["text"]["embedding"], first["text"]["embedding"])
+    assert torch.equal(torch.load(path, weights_only=True), first["text"]["embedding"][data["present"]["text"]])
+
+
+def test_training_runs_share_the_cache(prepared, tmp_path, calls):
+    """Two training runs on the same features: the second never runs the frozen text encoder
+    (not even for validation) and reaches the same weights."""
+    from mmops.train.recipe import train
+
+    params = prepared.model_copy(update={
+        "paths": prepared.paths.model_copy(update={"cache": tmp_path / "cache"}),
+        "train": prepared.train.model_copy(update={"epochs": 2, "device": "cpu"}),
+    })
+    a = train(prepared.paths.features, tmp_path / "a", params)
+    assert sum(calls) > 0
+    assert len(list((tmp_path / "cache" / "embeddings").rglob("*.pt"))) == 2  # train and val
+    calls.clear()
+    b = train(prepared.paths.features, tmp_path / "b", params)
+    assert calls == []
+    sa = torch.load(a / "checkpoint.pt", weights_only=True)["state_dict"]
+    sb = torch.load(b / "checkpoint.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert json.loads((b / "history.json").read_text())["summary"] == json.loads((a / "history.json").read_text())["summary"]
