@@ -54,3 +54,26 @@ def pip_requirements() -> list[str]:
         except PackageNotFoundError:
             continue
     return reqs
+
+
+def model_hash(model_dir: Path) -> str:
+    """sha256 over every file of a model folder (relative path + content), independent of its location."""
+    from mmops.data.hashing import file_sha256
+
+    root = Path(model_dir)
+    h = hashlib.sha256(b"mmops-model-v1\n")
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + file_sha256(path).encode() + b"\n")
+    return h.hexdigest()
+
+
+def frozen_test_hash(frame) -> str:
+    """sha256 of the test rows by content: sample id, label, text and the bytes of each media file."""
+    from mmops.data.hashing import file_sha256
+
+    h = hashlib.sha256(b"mmops-test-rows-v1\n")
+    for row in frame.sort_values("sample_id").itertuples(index=False):
+        media = [file_sha256(p) if p else "" for p in (row.image, row.audio)]
+        h.update("\0".join([str(row.sample_id), str(row.label), str(row.text), *media]).encode() + b"\n")
+    return h.hexdigest()
+

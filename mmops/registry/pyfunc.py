@@ -33,13 +33,19 @@ def predict_frame(loaded, frame: pd.DataFrame, batch_size: int = 64) -> pd.DataF
     return out
 
 
+def load_any_model_dir(model_dir: Path):
+    """A model folder, fp32 (`checkpoint.pt`) or its dynamic int8 variant (`checkpoint_int8.pt`)."""
+    from mmops.registry.quantize import is_int8_dir, load_int8_dir
+    from mmops.train.checkpoint import load_model_dir
+
+    return load_int8_dir(model_dir) if is_int8_dir(model_dir) else load_model_dir(model_dir)
+
+
 class MultimodalPyfunc(mlflow.pyfunc.PythonModel):
-    """Loads the model folder logged as the `model_dir` artifact."""
+    """Loads the model folder logged as the `model_dir` artifact (fp32 or int8)."""
 
     def load_context(self, context) -> None:
-        from mmops.train.checkpoint import load_model_dir
-
-        self.loaded = load_model_dir(Path(context.artifacts[MODEL_DIR_ARTIFACT]))
+        self.loaded = load_any_model_dir(Path(context.artifacts[MODEL_DIR_ARTIFACT]))
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         return predict_frame(self.loaded, pd.DataFrame(model_input))

@@ -1,0 +1,330 @@
+"""Moving `champion`: compare-and-set under a lock, and a history of every move kept in the registry.
+
+Each move is one JSON tag `mmops.history.<seq>.<id>` on the registered model (so it lives in
+the MLflow store and survives restarts and new clients): time, actor, action, alias, from -> to,
+reason, the gate's rule results. `champion_int8` follows `champion` to the new champion's int8
+variant (or is removed when it has none), recorded the same way.
+
+Compare-and-set: the champion is re-read under a file lock right before the alias moves. If it is
+no longer the one the gate compared against, the move does not happen blindly: with a `regate`
+callable (the register stage) the gate runs again against the new champion, still under the lock;
+without one (`mmops promote --expect-champion`) it is refused with StaleChampionError.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+
+from pydantic import BaseModel
+
+from mmops.env import STATE_DIR
+from mmops.registry.gate import GateDecision
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+CHAMPION_INT8, CHALLENGER_INT8 = "champion_int8", "challenger_int8"
+HISTORY_PREFIX = "mmops.history."
+INT8_VERSION_TAG = "quantize.int8_version"  # on an fp32 version: the version of its int8 variant
+log = logging.getLogger(__name__)
+ANY_CHAMPION = "*"  # `expected` value that skips the compare (the move still happens under the lock)
+MAX_TAG_CHARS = 5000  # registered-model tag values are VARCHAR(5000) in MLflow's SQL stores
+LOCK_TIMEOUT_S = 300.0
+
+Action = Literal["auto-promote", "promote", "rollback"]
+
+
+class PromotionError(RuntimeError):
+    """A promotion or rollback that cannot happen; the message says why and what to do."""
+
+
+class StaleChampionError(PromotionError):
+    """The champion moved between the gate's comparison and the alias move."""
+
+
+class AliasMove(BaseModel):
+    """One alias move, as stored in the registry."""
+
+    seq: int
+    time: str
+    actor: str
+    action: Action
+    alias: str
+    from_version: str | None
+    to_version: str | None
+    reason: str
+    rules: dict[str, str] = {}
+    forced: bool = False
+    regated_against: str | None = None
+    undo: bool = False
+
+
+@dataclass
+class MoveResult:
+    moved: bool
+    from_version: str | None
+    to_version: str
+    events: list[AliasMove] = field(default_factory=list)
+    regated_against: str | None = None
+    decision: GateDecision | None = None
+
+
+def actor() -> str:
+    """Who moves the alias: `MMOPS_ACTOR`, else user@host."""
+    if os.environ.get("MMOPS_ACTOR"):
+        return os.environ["MMOPS_ACTOR"]
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def lock_path(tracking_uri: str, name: str) -> Path:
+    """The lock file for `name`'s aliases: beside a local store, else `MMOPS_LOCK_DIR` or `.mmops/locks`.
+
+    Promoters on other machines share it only through a shared `MMOPS_LOCK_DIR`.
+    """
+    parsed = urlparse(tracking_uri)
+    if parsed.scheme == "sqlite" and tracking_uri.startswith("sqlite:///"):
+        folder = Path(tracking_uri.removeprefix("sqlite:///")).parent
+    elif parsed.scheme in ("", "file"):
+        folder = Path(parsed.path or tracking_uri)
+    else:
+        folder = Path(os.environ.get("MMOPS_LOCK_DIR") or Path.cwd() / STATE_DIR / "locks")
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(f"{tracking_uri}\0{name}".encode()).hexdigest()[:12]
+    return folder / f"mmops-promotion-{digest}.lock"
+
+
+@contextmanager
+def promotion_lock(name: str, timeout: float = LOCK_TIMEOUT_S) -> Iterator[Path]:
+    """Hold the promotion lock of registered model `name` (one per tracking store)."""
+    import mlflow
+    from filelock import FileLock, Timeout
+
+    path = lock_path(mlflow.get_tracking_uri(), name)
+    lock = FileLock(str(path), timeout=timeout)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise PromotionError(f"another promotion of {name} has held {path} for over {timeout:.0f}s; try again") from None
+    try:
+        yield path
+    finally:
+        lock.release()
+
+
+def current_version(client, name: str, alias: str = CHAMPION) -> str | None:
+    """The version an alias points at, or None when the alias (or the model) does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def read_history(client, name: str) -> list[AliasMove]:
+    """Every recorded alias move of `name`, oldest first."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        tags = client.get_registered_model(name).tags
+    except MlflowException:
+        return []
+    events = []
+    for key, value in tags.items():
+        if key.startswith(HISTORY_PREFIX):
+            try:
+                events.append(AliasMove.model_validate_json(value))
+            except ValueError:
+                log.warning("%s: tag %s is not an mmops history event; skipped", name, key)
+    return sorted(events, key=lambda e: (e.seq, e.time))
+
+
+def version_rules(client, name: str, version: str) -> dict[str, str]:
+    """The gate's verdicts recorded on a version (`gate.*` tags), rule -> 'pass value=... threshold=...'."""
+    tags = client.get_model_version(name, version).tags
+    return {k.removeprefix("gate."): v for k, v in sorted(tags.items()) if k.startswith("gate.")}
+
+
+def decision_rules(decision: GateDecision) -> dict[str, str]:
+    return {r.rule: f"{'pass' if r.passed else 'fail'} value={r.value} threshold={r.threshold}" for r in decision.rules}
+
+
+def _encode(event: AliasMove) -> str:
+    """The event as JSON within the tag size limit (rule details, then rules, give way first)."""
+    text = event.model_dump_json()
+    if len(text) > MAX_TAG_CHARS:
+        text = event.model_copy(update={"rules": {k: v.split()[0] for k, v in event.rules.items()}}).model_dump_json()
+    if len(text) > MAX_TAG_CHARS:
+        text = event.model_copy(update={"rules": {"note": "too many rules; see the version's gate.* tags"}}).model_dump_json()
+    return text
+
+
+def _record(client, name: str, **fields) -> AliasMove:
+    """Append one event (call under the lock: the sequence number is max + 1)."""
+    seq = max((e.seq for e in read_history(client, name)), default=0) + 1
+    event = AliasMove(seq=seq, time=datetime.now(timezone.utc).isoformat(timespec="milliseconds"), **fields)
+    client.set_registered_model_tag(name, f"{HISTORY_PREFIX}{seq:06d}.{uuid.uuid4().hex[:8]}", _encode(event))
+    return event
+
+
+def _move_champion(client, name: str, current: str | None, to: str, common: dict) -> list[AliasMove]:
+    """Point `champion` at `to` and `champion_int8` at its int8 variant (or remove it); record both."""
+    client.set_registered_model_alias(name, CHAMPION, to)
+    events = [_record(client, name, alias=CHAMPION, from_version=current, to_version=to, **common)]
+    int8 = client.get_model_version(name, to).tags.get(INT8_VERSION_TAG)
+    current_int8 = current_version(client, name, CHAMPION_INT8)
+    if int8 and int8 != current_int8:
+        client.set_registered_model_alias(name, CHAMPION_INT8, int8)
+    elif not int8 and current_int8:
+        client.delete_registered_model_alias(name, CHAMPION_INT8)
+    else:
+        return events
+    common = {**common, "rules": {}}
+    events.append(_record(client, name, alias=CHAMPION_INT8, from_version=current_int8, to_version=int8, **common))
+    return events
+
+
+def compare_and_set(
+    client,
+    name: str,
+    version: str,
+    expected: str | None,
+    *,
+    action: Action,
+    reason: str,
+    rules: dict[str, str] | None = None,
+    regate: Callable[[str | None], GateDecision] | None = None,
+    forced: bool = False,
+    undo: bool = False,
+) -> MoveResult:
+    """Move `champion` to `version` if it still is `expected` (ANY_CHAMPION: whatever it is now).
+
+    Under the lock: re-read the champion; if it changed, re-run the gate with `regate(new)` and
+    move only if that passes, or raise StaleChampionError when there is no `regate`.
+    """
+    with promotion_lock(name):
+        current = current_version(client, name, CHAMPION)
+        decision, regated = None, None
+        if expected != ANY_CHAMPION and current != expected:
+            if regate is None:
+                now, wanted = (f"v{v}" if v else "unset" for v in (current, expected))
+                raise StaleChampionError(
+                    f"{name}: champion is {now}, not {wanted} as expected; it moved since the comparison. "
+                    "Nothing changed; check the new champion and run again."
+                )
+            decision, regated = regate(current), current
+            rules = decision_rules(decision)
+            if not decision.promote:
+                return MoveResult(False, current, version, regated_against=regated, decision=decision)
+        if current == version:
+            return MoveResult(False, current, version, regated_against=regated, decision=decision)
+        common = dict(actor=actor(), action=action, reason=reason, rules=rules or {}, forced=forced,
+                      regated_against=regated, undo=undo)
+        events = _move_champion(client, name, current, version, common)
+        return MoveResult(True, current, version, events, regated, decision)
+
+
+def _require_version(client, name: str, version: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version(name, str(version))
+    except MlflowException:
+        known = sorted((v.version for v in client.search_model_versions(f"name='{name}'")), key=int)
+        raise PromotionError(f"{name} has no version {version}; versions: {', '.join(map(str, known)) or 'none'}") from None
+
+
+def promote(client, name: str, version: str, reason: str, expect: str | None = ANY_CHAMPION,
+            force: bool = False) -> MoveResult:
+    """Make `version` the champion by hand. A version the gate rejected needs `force`."""
+    mv = _require_version(client, name, version)
+    if mv.tags.get("mmops.variant") == "int8":
+        source = mv.tags.get("mmops.variant_of", "?")
+        raise PromotionError(
+            f"{name} v{version} is the int8 variant of v{source}; promote v{source} "
+            f"(its variant follows as {CHAMPION_INT8})"
+        )
+    if mv.tags.get("gate.decision") == "rejected" and not force:
+        failed = [k.removeprefix("gate.") for k, v in mv.tags.items() if k.startswith("gate.") and v.startswith("fail")]
+        raise PromotionError(
+            f"{name} v{version} was rejected by the gate (failed: {', '.join(sorted(failed))}); "
+            "pass --force to promote it anyway (recorded in the history)"
+        )
+    if current_version(client, name) == str(version):
+        raise PromotionError(f"{name} v{version} is already the champion")
+    return compare_and_set(client, name, str(version), expect, action="promote", reason=reason,
+                           rules=version_rules(client, name, str(version)), forced=force)
+
+
+def previous_champion(events: list[AliasMove]) -> str | None:
+    """The champion before the current one: promotions push, rollbacks without --to pop (undo)."""
+    stack: list[str | None] = []
+    for e in (e for e in events if e.alias == CHAMPION):
+        if e.undo:
+            if stack:
+                stack.pop()
+        else:
+            stack.append(e.from_version)
+    return stack[-1] if stack else None
+
+
+def rollback(client, name: str, reason: str, to: str | None = None) -> MoveResult:
+    """Point `champion` back at `to`, or (no `to`) at the champion before the current one."""
+    current = current_version(client, name)
+    if current is None:
+        raise PromotionError(f"{name} has no champion to roll back")
+    undo = to is None
+    if undo:
+        events = [e for e in read_history(client, name) if e.alias == CHAMPION]
+        if not events or events[-1].to_version != current:
+            last = f"v{events[-1].to_version}" if events else "nothing"
+            raise PromotionError(
+                f"{name}: champion v{current} was not set through mmops (history ends at {last}); "
+                "name the version with --to"
+            )
+        to = previous_champion(events)
+        if to is None:
+            raise PromotionError(f"{name}: no champion before v{current} in the history; name one with --to")
+    _require_version(client, name, to)
+    if str(to) == current:
+        raise PromotionError(f"{name} v{to} is already the champion")
+    return compare_and_set(client, name, str(to), current, action="rollback", reason=reason,
+                           rules=version_rules(client, name, str(to)), undo=undo)
+
+
+def _rules_summary(rules: dict[str, str]) -> str:
+    failed = [k for k, v in rules.items() if v.startswith("fail")]
+    passed = sum(1 for v in rules.values() if v.startswith("pass"))
+    if failed:
+        return f"{passed} pass; FAIL: {', '.join(failed)}"
+    return f"{passed} pass" if passed else "-"
+
+
+def history_table(name: str, events: list[AliasMove]):
+    """The history as a Rich table, oldest first."""
+    from rich.table import Table
+
+    table = Table(title=f"{name}: alias history ({len(events)} moves)")
+    for column in ("#", "time (UTC)", "actor", "action", "alias", "from → to", "reason", "rules", "notes"):
+        table.add_column(column)
+    for e in events:
+        notes = [n for n, on in (("forced", e.forced), (f"re-gated vs v{e.regated_against}", e.regated_against),
+                                 ("undo", e.undo)) if on]
+        moved = f"{'v' + e.from_version if e.from_version else '-'} → {'v' + e.to_version if e.to_version else '(removed)'}"
+        table.add_row(str(e.seq), e.time.replace("+00:00", "")[:23], e.actor, e.action, e.alias, moved, e.reason,
+                      _rules_summary(e.rules), ", ".join(notes))
+    return table
