@@ -4,10 +4,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast repro bench clean help
+.PHONY: setup demo test test-fast repro bench scheduler clean help
 
 help:
-	@echo "make demo | make test | make test-fast | make repro | make bench | make clean"
+	@echo "make demo | make test | make test-fast | make repro | make bench | make scheduler | make clean"
 
 $(STAMP): pyproject.toml scripts/bootstrap.sh
 	VENV=$(VENV) bash scripts/bootstrap.sh
@@ -28,6 +28,10 @@ repro: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Prefect server (unless PREFECT_API_URL is set) + work pool + deployments + worker; Ctrl-C stops them
+scheduler: $(STAMP)
+	$(BIN)/mmops schedule
 
 clean:
 	rm -rf .mmops artifacts reports data

@@ -33,6 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench._report import record  # noqa: E402
 from mmops.env import configure_tool_env  # noqa: E402
 
 configure_tool_env()
@@ -48,7 +49,7 @@ def build_champion(root: Path, name: str, n_samples: int) -> None:
     overrides = {
         "paths.data": root / "data", "paths.reports": root / "reports", "paths.features": root / "features",
         "paths.model": root / "model", "paths.metrics": root / "metrics", "paths.cache": root / "cache",
-        "demo.n_samples": n_samples, "train.epochs": 1, "gate.min_accuracy": 0.0, "gate.min_macro_f1": 0.0,
+        "demo.n_samples": n_samples, "train.epochs": 1, "gate.floors.accuracy": 0.0, "gate.floors.macro_f1": 0.0,
         "registry.model_name": name, "registry.experiment": "bench-serve",
     }
     params = load_params(None, [f"{k}={v}" for k, v in overrides.items()])
@@ -273,6 +274,9 @@ def main() -> None:
     ratio = served / bare8
     print(f"ratio served / bare (batches of {args.concurrency}): {ratio:.2f}  [goal >= 0.8: "
           f"{'met' if ratio >= 0.8 else 'NOT met'}];  served / bare (batches of 1): {served / bare1:.2f}")
+    record("serve", "REST latency p50, batch 1", p50, "ms", "<= 30", f"p95 {p95:.1f} ms, {len(ms)} requests")
+    record("serve", f"REST throughput ÷ bare predict_frame (concurrency {args.concurrency})", ratio, "ratio", ">= 0.8",
+           f"served {served:.1f}/s, bare {bare8:.1f}/s")
     n = args.throughput_requests // args.concurrency * args.concurrency
     if cpu0 is not None and cpu1 is not None:
         print(f"CPU per instance at concurrency {args.concurrency}: server {1000 * (cpu1 - cpu0) / n:.1f} ms, "

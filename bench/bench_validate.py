@@ -23,6 +23,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._report import record  # noqa: E402
 from mmops.data.hashing import dataset_hash  # noqa: E402
 from mmops.validate import ValidateConfig, validate_dataset  # noqa: E402
 
@@ -102,6 +103,9 @@ def main() -> None:
               f"dataset_hash alone: {t_hash:.2f} s)")
         print(f"file checks, 1 worker: {t1['files']:.2f} s = {n_files / t1['files']:.0f} files/s")
         print(f"ratio files/s {args.workers} workers vs 1 worker: {t1['files'] / tn['files']:.2f}x")
+        record("validate", "validation throughput", n_rows / tn["total"], "rows/s", "",
+               f"{n_rows} rows, {n_files} files, {args.workers} workers; {n_files / tn['files']:.0f} files/s")
+        record("validate", f"file checks, {args.workers} workers ÷ 1 worker", t1["files"] / tn["files"], "ratio")
     finally:
         if args.dir is None:
             shutil.rmtree(root, ignore_errors=True)

@@ -46,6 +46,8 @@ def _guard(fn):
     """Turn the errors a person can act on into a message and an exit code, not a traceback."""
     from mmops.config import ConfigError
     from mmops.features.preprocess import NotValidatedError
+    from mmops.registry.gate import UnknownMetricError
+    from mmops.registry.promotion import PromotionError
     from mmops.registry.register import RegistrationRefused
     from mmops.stages import DataValidationError
 
@@ -59,7 +61,7 @@ def _guard(fn):
 
             print_report(err.report, console)
         _fail(str(err), 1)
-    except (NotValidatedError, RegistrationRefused, FileNotFoundError) as err:
+    except (NotValidatedError, RegistrationRefused, FileNotFoundError, UnknownMetricError, PromotionError) as err:
         _fail(str(err), 1)
 
 
@@ -137,35 +139,131 @@ def register_cmd(data: DataOpt = None, params: ParamsOpt = Path("params.yaml"), 
     print_summary(result, None)
 
 
-@app.command("ablate")
-def ablate_cmd(
-    out: Annotated[Path, typer.Option(help="output folder for models and the table")] = Path("artifacts/ablation"),
+ReasonOpt = Annotated[str, typer.Option("--reason", "-r", help="why; recorded in the registry's history")]
+
+
+def _registry(params: Path, overrides: list[str] | None):
+    """(MlflowClient on MLFLOW_TRACKING_URI or the project store, registered model name)."""
+    import mlflow
+
+    from mmops.registry.tracking import tracking_uri
+
+    p = _params(params, overrides)
+    mlflow.set_tracking_uri(tracking_uri())
+    return mlflow.MlflowClient(), p.registry.model_name
+
+
+def _print_move(result, verb: str) -> None:
+    for e in result.events:
+        console.print(f"{verb}: {e.alias} v{e.from_version or '-'} -> {'v' + e.to_version if e.to_version else '(removed)'}"
+                      f" (#{e.seq}, {e.actor})")
+
+
+@app.command("promote")
+def promote_cmd(
+    version: Annotated[str, typer.Argument(help="model version to make champion")],
+    reason: ReasonOpt,
+    expect: Annotated[Optional[str], typer.Option(
+        "--expect-champion", help="compare-and-set: refuse unless the champion is still this version")] = None,
+    force: Annotated[bool, typer.Option("--force", help="promote a version the gate rejected")] = False,
     params: ParamsOpt = Path("params.yaml"),
     set_: SetOpt = None,
 ) -> None:
-    """Train and evaluate each single modality and the fused model on the same splits (run preprocess first)."""
-    from mmops.evaluate.ablation import ablate, render_table
+    """Point `champion` at VERSION (its int8 variant follows as `champion_int8`); recorded in the history."""
+    from mmops.registry.promotion import ANY_CHAMPION, promote
+
+    client, name = _registry(params, set_)
+    _print_move(_guard(lambda: promote(client, name, version, reason, expect or ANY_CHAMPION, force)), "promoted")
+
+
+@app.command("rollback")
+def rollback_cmd(
+    reason: ReasonOpt,
+    to: Annotated[Optional[str], typer.Option("--to", help="version to roll back to (default: the previous champion)")] = None,
+    params: ParamsOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+) -> None:
+    """Point `champion` back at the previous champion from the history (or --to VERSION)."""
+    from mmops.registry.promotion import rollback
+
+    client, name = _registry(params, set_)
+    _print_move(_guard(lambda: rollback(client, name, reason, to)), "rolled back")
+
+
+@app.command("history")
+def history_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="print the events as JSON")] = False,
+    params: ParamsOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+) -> None:
+    """Every alias move of the registered model: time, actor, reason, from -> to, rule results."""
+    from mmops.registry.promotion import history_table, read_history
+
+    client, name = _registry(params, set_)
+    events = read_history(client, name)
+    if as_json:
+        print(json.dumps([e.model_dump() for e in events], indent=2))
+    else:
+        Console().print(history_table(name, events))
+
+
+@app.command("ablate")
+def ablate_cmd(
+    out: Annotated[Path, typer.Option(help="output folder for models and the table")] = Path("artifacts/ablation"),
+    fusion: Annotated[
+        Optional[list[str]], typer.Option(help="fusions to compare (repeatable; default: every registered one)")
+    ] = None,
+    mlflow: Annotated[bool, typer.Option(help="log a run per variant and the table to MLflow")] = True,
+    params: ParamsOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+) -> None:
+    """Train and evaluate each single modality and each fusion on the same splits (run preprocess first)."""
+    from mmops.evaluate.ablation import ablate, default_variants, render_table
 
     p = _params(params, set_)
-    results = _guard(lambda: ablate(p, out))
+    results = _guard(lambda: ablate(p, out, default_variants(p, fusion), log_to_mlflow=mlflow))
     Console().print(render_table(results))
     console.print(f"table written to {out / 'ablation.md'}")
 
 
 @app.command("run")
-def run_cmd(data: DataOpt = None, params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
-    """Run the whole pipeline as a Prefect flow (demo data when --data is not given)."""
-    from flows.retrain import retrain
+def run_cmd(
+    data: DataOpt = None,
+    params: ParamsOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="rerun every stage, ignoring the content-hash cache")] = False,
+) -> None:
+    """Run the whole pipeline as a Prefect flow (demo data when --data is not given); unchanged stages are cached."""
+    from flows.retrain import RegistryUnavailable, retrain
 
     _params(params, set_)  # fail fast on bad params, before Prefect starts
-    result = _guard(
-        lambda: retrain(
-            params_path=str(params) if params.exists() else None,
-            overrides=list(set_ or []),
-            data_dir=str(data) if data else None,
+    try:
+        result = _guard(
+            lambda: retrain(
+                params_path=str(params) if params.exists() else None,
+                overrides=list(set_ or []),
+                data_dir=str(data) if data else None,
+                force=force,
+            )
         )
-    )
+    except RegistryUnavailable as err:  # retried already; the message names the server and attempts
+        _fail(str(err), 1)
     print_summary(result["registry"], result["metrics"])
+
+
+@app.command("schedule")
+def schedule_cmd(
+    data: DataOpt = None,
+    params: ParamsOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+    port: Annotated[int, typer.Option(help="port of the Prefect server started here (when PREFECT_API_URL is unset)")] = 4200,
+) -> None:
+    """Run the schedule locally until Ctrl-C: Prefect server (if none is configured), work pool, deployments, worker."""
+    from flows.local import run_scheduler
+
+    _params(params, set_)
+    _guard(lambda: run_scheduler(str(params) if params.exists() else None, list(set_ or []),
+                                 str(data) if data else None, port=port))
 
 
 def _serving_commands() -> None:
@@ -192,6 +290,11 @@ def print_summary(registry: dict, metrics: dict | None) -> None:
         table.add_row(f"gate: {rule['rule']}", f"{'pass' if rule['passed'] else 'FAIL'} ({rule['value']} vs {rule['threshold']})")
     verdict = "promoted to champion" if registry["promoted"] else f"not promoted; champion stays v{registry['champion_version']}"
     table.add_row("decision", verdict)
+    quant = registry.get("quantized")
+    if quant:
+        where = f"registered as v{quant['version']}" if quant["version"] else "not registered"
+        table.add_row("int8 variant", f"{where} (accuracy drop {quant['accuracy_drop']:+.4f}, size x{quant['size_ratio']:.2f}, "
+                      f"latency x{quant['latency_ratio']:.2f})")
     table.add_row("MLflow store", registry["tracking_uri"])
     Console().print(table)
     uri = registry["tracking_uri"]

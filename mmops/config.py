@@ -123,13 +123,31 @@ class ImageJitterConfig(Strict):
     max_scale: float = Field(0.1, ge=0, lt=1, description="scale drawn from [1 - s, 1 + s]")
 
 
+class SpecWarpConfig(Strict):
+    """Speaker and speaking-rate variety: stretch the mel axis (vocal tract length) and time axis."""
+
+    max_freq_warp: float = Field(0.1, ge=0, lt=1, description="mel-axis stretch drawn from [1 - w, 1 + w]")
+    max_time_warp: float = Field(0.2, ge=0, lt=1, description="time-axis stretch drawn from [1 - w, 1 + w]")
+
+
+class MelNoiseConfig(Strict):
+    """Unseen noise: add coloured noise in the mel power domain (|N(f)| ~ f^k, k from `tilt`)."""
+
+    p: float = Field(0.5, ge=0, le=1, description="share of samples that get extra noise")
+    snr_db: tuple[float, float] = Field((5.0, 30.0), description="signal-to-added-noise range")
+    tilt: tuple[float, float] = Field((-1.0, 1.0), description="amplitude slope k: -1 brown .. 0 white .. 1 violet")
+    nyquist_hz: float = Field(8000.0, gt=0, description="top of the mel axis (half the feature sample rate)")
+
+
 class AugmentConfig(Strict):
     specaugment: SpecAugmentConfig | None = None
+    spec_warp: SpecWarpConfig | None = None
+    mel_noise: MelNoiseConfig | None = None
     image_jitter: ImageJitterConfig | None = None
 
     @property
     def enabled(self) -> bool:
-        return self.specaugment is not None or self.image_jitter is not None
+        return any(v is not None for v in (self.specaugment, self.spec_warp, self.mel_noise, self.image_jitter))
 
 
 class TrainConfig(Strict):
@@ -153,11 +171,157 @@ class RegistryConfig(Strict):
     experiment: str = Field("mmops", min_length=1)
 
 
+class RegressionLimit(Strict):
+    """How far the challenger may trail the champion on one metric (TFX-style change thresholds)."""
+
+    max_drop: float | None = Field(None, ge=0, description="absolute: champion - challenger <= max_drop")
+    max_relative_drop: float | None = Field(
+        None, ge=0, le=1, description="relative: (champion - challenger) / |champion| <= this (0.05 = 5 %)"
+    )
+    higher_is_better: bool | None = Field(None, description="default: inferred from the key (ece, *_ms: lower)")
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> "RegressionLimit":
+        if self.max_drop is None and self.max_relative_drop is None:
+            raise ValueError("set max_drop, max_relative_drop or both")
+        return self
+
+
+_LEGACY_GATE_KEYS = ("min_accuracy", "min_macro_f1", "max_regression", "compare_metric")
+
+
+def _migrate_legacy_gate(data: dict) -> dict:
+    """The flat gate of earlier versions (min_accuracy, min_macro_f1, max_regression, compare_metric)
+    -> floors / regression, so old params files and the params stored in old checkpoints still load."""
+    data = dict(data)
+    legacy = {k: data.pop(k) for k in _LEGACY_GATE_KEYS if k in data}
+    floors = dict(data.get("floors") or {})
+    for key in ("accuracy", "macro_f1"):
+        if f"min_{key}" in legacy:
+            floors[key] = legacy[f"min_{key}"]
+    if floors:
+        data["floors"] = floors
+    if "max_regression" in legacy or "compare_metric" in legacy:
+        metric = legacy.get("compare_metric", "macro_f1")
+        data["regression"] = {metric: {"max_drop": legacy.get("max_regression", 0.02)}}
+    return data
+
+
+_LIMIT_KEYS = set(RegressionLimit.model_fields)
+
+
+def _dotted(tree: dict, leaf) -> dict:
+    """`{"without_audio": {"macro_f1": 0.5}}` -> `{"without_audio.macro_f1": 0.5}`; `leaf(v)` stops descent."""
+    out: dict = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and not leaf(value):
+            out.update({f"{key}.{k}": v for k, v in _dotted(value, leaf).items()})
+        else:
+            out[key] = value
+    return out
+
+
 class GateConfig(Strict):
-    min_accuracy: float = Field(0.8, ge=0, le=1)
-    min_macro_f1: float = Field(0.8, ge=0, le=1)
-    max_regression: float = Field(0.02, ge=0, le=1, description="allowed drop vs champion")
-    compare_metric: Literal["accuracy", "macro_f1"] = "macro_f1"
+    """Promotion rules; metric keys are flattened `metrics.json` keys (`without_audio.macro_f1`).
+
+    A key set to null drops that rule (also one of the defaults).
+    """
+
+    floors: dict[str, float] = Field(
+        {"accuracy": 0.8, "macro_f1": 0.8}, description="absolute minimum of a metrics.json key"
+    )
+    ceilings: dict[str, float] = Field(
+        {}, description="absolute maximum of a metrics.json key (latency.batch_1.p95_ms, ece)"
+    )
+    regression: dict[str, RegressionLimit] = Field(
+        {"macro_f1": RegressionLimit(max_drop=0.02)},
+        description="largest allowed drop vs the champion, both re-scored on the same frozen test split",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_keys(cls, data: Any) -> Any:
+        return _migrate_legacy_gate(data) if isinstance(data, dict) else data
+
+    @field_validator("floors", "ceilings", mode="before")
+    @classmethod
+    def _flat_bounds(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v
+        return {k: x for k, x in _dotted(v, lambda d: False).items() if x is not None}
+
+    @field_validator("regression", mode="before")
+    @classmethod
+    def _flat_limits(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v
+        flat = _dotted(v, lambda d: bool(d) and set(d) <= _LIMIT_KEYS)
+        return {k: x for k, x in flat.items() if x is not None}
+
+    @field_validator("regression")
+    @classmethod
+    def _comparable(cls, v: dict[str, RegressionLimit]) -> dict[str, RegressionLimit]:
+        latency = [k for k in v if k.startswith("latency.")]
+        if latency:
+            raise ValueError(
+                f"{latency}: latency is machine-dependent and not re-measured for the champion; "
+                "use gate.ceilings for a latency limit"
+            )
+        return v
+
+
+class QuantizeConfig(Strict):
+    """A dynamic int8 CPU variant (Linear layers), registered only when accurate enough."""
+
+    enabled: bool = True
+    max_accuracy_drop: float = Field(
+        0.01, ge=-1, le=1, description="fp32 accuracy - int8 accuracy on the test split must be <= this"
+    )
+
+
+class RetryPolicy(Strict):
+    """Retries with exponential backoff (waits delay, delay*backoff, ...) and a per-attempt timeout."""
+
+    retries: int = Field(2, ge=0, le=20)
+    delay_seconds: float = Field(2.0, ge=0, description="wait before the first retry")
+    backoff: float = Field(2.0, ge=1, description="each further wait is this many times the last")
+    timeout_seconds: float | None = Field(None, gt=0, description="fail an attempt that runs longer")
+
+    def delays(self) -> list[float]:
+        return [self.delay_seconds * self.backoff**i for i in range(self.retries)]
+
+
+class CronSchedule(Strict):
+    cron: str = Field("0 3 * * *", min_length=9, description="five-field cron expression")
+    timezone: str = Field("UTC", description="IANA name, e.g. Europe/Berlin")
+    enabled: bool = True
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA timezone {v!r}") from None
+        return v
+
+
+class WatchConfig(Strict):
+    interval_minutes: float = Field(10, gt=0, description="how often the data trigger hashes the dataset")
+
+
+class OrchestrationConfig(Strict):
+    """Prefect deployments, retries, timeouts and notifications (flows/)."""
+
+    schedule: CronSchedule = CronSchedule()
+    work_pool: str = Field("mmops-process", min_length=1)
+    max_concurrent_runs: int = Field(1, ge=1, description="retrain runs at once, across all deployments")
+    storage: RetryPolicy = Field(RetryPolicy(timeout_seconds=86400), description="preprocess/train/evaluate")
+    mlflow: RetryPolicy = Field(RetryPolicy(retries=3, delay_seconds=5.0, timeout_seconds=1800), description="register")
+    webhook_url: str | None = Field(None, description="POST a JSON summary here when a run fails (env MMOPS_WEBHOOK_URL wins)")
+    watch: WatchConfig = WatchConfig()
 
 
 class Params(Strict):
@@ -171,6 +335,8 @@ class Params(Strict):
     train: TrainConfig = TrainConfig()
     registry: RegistryConfig = RegistryConfig()
     gate: GateConfig = GateConfig()
+    quantize: QuantizeConfig = QuantizeConfig()
+    orchestration: OrchestrationConfig = OrchestrationConfig()
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

@@ -21,8 +21,8 @@ def overrides_for(tmp: Path, text_model: Path, **extra: str) -> list[str]:
         "train.batch_size": 16,
         "train.lr": 0.005,
         "train.patience": 8,
-        "gate.min_accuracy": 0.3,
-        "gate.min_macro_f1": 0.25,
+        "gate.floors.accuracy": 0.3,
+        "gate.floors.macro_f1": 0.25,
         "demo.n_samples": 200,
     }
     base.update(extra)

@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 MMOPS = [str(Path(sys.executable).parent / "mmops")]
-COMMANDS = ["demo-data", "validate", "preprocess", "train", "evaluate", "register", "ablate", "run", "serve", "predict"]
+COMMANDS = [
+    "demo-data", "validate", "preprocess", "train", "evaluate", "register", "promote", "rollback", "history",
+    "ablate", "run", "schedule", "serve", "predict",
+]
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

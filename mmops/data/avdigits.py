@@ -94,10 +94,10 @@ class ShiftConfig(BaseModel):
         default_factory=lambda: list(SHIFT_VOICES), min_length=1, description="never used in train/val/test"
     )
     noise_colours: list[NoiseColour] = Field(["blue", "violet"], min_length=1)
-    snr_db: DbRange = Field((6.0, 20.0), description="moderate samples: speech/noise SNR")
-    digit_scale: UnitRange = Field((0.6, 0.85), description="digit side / image side")
-    max_offset: float = Field(0.12, ge=0, le=0.4, description="max shift of the digit centre, fraction of the side")
-    rate_wpm: IntRange = Field((110, 240), description="espeak-ng -s range")
+    snr_db: DbRange = Field((8.0, 24.0), description="moderate samples: speech/noise SNR")
+    digit_scale: UnitRange = Field((0.7, 0.9), description="digit side / image side")
+    max_offset: float = Field(0.1, ge=0, le=0.4, description="max shift of the digit centre, fraction of the side")
+    rate_wpm: IntRange = Field((115, 230), description="espeak-ng -s range")
 
 
 class DemoConfig(BaseModel):

@@ -1,0 +1,186 @@
+"""Benchmark the pipeline's plumbing: `python bench/bench_pipeline.py [--samples 120]`.
+
+Three figures, each against a baseline measured in the same run:
+
+- `dvc repro` with nothing changed on the mmops pipeline ÷ the same on a two-stage toy pipeline
+  (goal <= 1.5): what DVC's bookkeeping costs on our 6 stages and ~N media files;
+- audio feature extraction (WAV bytes -> log-mel through `FeatureExtractor`) ÷ a bare loop of
+  soundfile + torchaudio `MelSpectrogram` on the same files (goal >= 0.8);
+- `mlflow.pyfunc.log_model` of a trained model folder, in seconds (goal <= 1 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench._report import record  # noqa: E402
+
+BENCH = "pipeline"
+BIN = Path(sys.executable).parent
+SMALL = ["train.epochs=1", "train.batch_size=32"]
+TOY_DVC = """
+stages:
+  one:
+    cmd: python -c "import shutil; shutil.copy('in.txt', 'mid.txt')"
+    deps: [in.txt]
+    outs: [mid.txt]
+  two:
+    cmd: python -c "import shutil; shutil.copy('mid.txt', 'out.txt')"
+    deps: [mid.txt]
+    outs: [out.txt]
+"""
+
+
+def _sh(cmd: list[str], cwd: Path, env: dict) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed in {cwd}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    return time.perf_counter() - start
+
+
+def _dvc_project(root: Path, env: dict) -> None:
+    root.mkdir(parents=True)
+    _sh(["git", "init", "-q"], root, env)
+    _sh([str(BIN / "dvc"), "init", "-q"], root, env)
+
+
+def _noop_seconds(root: Path, env: dict, repeats: int) -> float:
+    return statistics.median(_sh([str(BIN / "dvc"), "repro"], root, env) for _ in range(repeats))
+
+
+def bench_dvc(tmp: Path, samples: int, repeats: int) -> None:
+    import yaml
+
+    from mmops.config import load_params
+
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "DVC_SITE_CACHE_DIR": str(tmp / "dvc-site"),
+           "DVC_NO_ANALYTICS": "1", "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}"}
+    ours = tmp / "ours"
+    _dvc_project(ours, env)
+    for name in ("dvc.yaml", "pyproject.toml"):
+        shutil.copy(REPO / name, ours / name)
+    shutil.copytree(REPO / "mmops", ours / "mmops", ignore=shutil.ignore_patterns("__pycache__"))
+    # every key DVC tracks must be in params.yaml: write the full, validated params
+    small = load_params(REPO / "params.yaml", SMALL + [f"demo.n_samples={samples}"])
+    (ours / "params.yaml").write_text(yaml.safe_dump(small.dump(), sort_keys=False))
+    print(f"dvc repro of the mmops pipeline on {samples} samples (first, full run) ...", flush=True)
+    full = _sh([str(BIN / "dvc"), "repro"], ours, env)
+    toy = tmp / "toy"
+    _dvc_project(toy, env)
+    (toy / "dvc.yaml").write_text(TOY_DVC)
+    (toy / "in.txt").write_text("hello\n")
+    _sh([str(BIN / "dvc"), "repro"], toy, env)
+    ours_noop, toy_noop = _noop_seconds(ours, env, repeats), _noop_seconds(toy, env, repeats)
+    record(BENCH, "dvc repro no-op, mmops ÷ two-stage toy", ours_noop / toy_noop, "ratio", "<= 1.5",
+           f"mmops {ours_noop:.2f}s, toy {toy_noop:.2f}s (median of {repeats}); full run {full:.0f}s")
+
+
+def bench_features(data_dir: Path, repeats: int) -> None:
+    import numpy as np
+    import soundfile as sf
+    import torch
+    import torchaudio
+
+    from mmops.config import FeaturesConfig
+    from mmops.features.extract import FeatureExtractor
+
+    clips = [p.read_bytes() for p in sorted((data_dir / "audio").glob("*.wav"))]
+    cfg = FeaturesConfig().audio
+    extractor = FeatureExtractor(FeaturesConfig(), ["audio"], None)
+    mel = torchaudio.transforms.MelSpectrogram(
+        sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length, n_mels=cfg.n_mels
+    )
+    n = int(cfg.max_seconds * cfg.sample_rate)
+
+    def bare() -> None:
+        import io
+
+        for data in clips:
+            wav, _ = sf.read(io.BytesIO(data), dtype="float32")
+            wave = torch.from_numpy(np.ascontiguousarray(wav))[:n]
+            wave = torch.nn.functional.pad(wave, (0, n - wave.numel()))
+            with torch.no_grad():
+                torch.log(mel(wave) + 1e-6)
+
+    def ours() -> None:
+        for lo in range(0, len(clips), 64):
+            chunk = clips[lo : lo + 64]
+            extractor([""] * len(chunk), [None] * len(chunk), chunk)
+
+    timings = {}
+    for name, fn in (("bare", bare), ("mmops", ours)):
+        fn()  # warm-up
+        timings[name] = min(_timed(fn) for _ in range(repeats))
+    rate = {k: len(clips) / v for k, v in timings.items()}
+    record(BENCH, "audio features, FeatureExtractor ÷ bare MelSpectrogram loop", rate["mmops"] / rate["bare"],
+           "ratio", ">= 0.8", f"mmops {rate['mmops']:.0f} clips/s, bare {rate['bare']:.0f} clips/s, {len(clips)} clips")
+
+
+def bench_log_model(tmp: Path, data_dir: Path, repeats: int) -> None:
+    import mlflow
+
+    import mmops
+    from mmops import stages
+    from mmops.config import load_params
+    from mmops.registry.lineage import pip_requirements
+    from mmops.registry.pyfunc import MODEL_DIR_ARTIFACT, MultimodalPyfunc
+
+    root = tmp / "logmodel"
+    overrides = [f"paths.{k}={root / k}" for k in ("reports", "features", "model", "metrics", "cache")]
+    params = load_params(None, overrides + SMALL)
+    stages.validate(params, data_dir)
+    stages.preprocess(params, data_dir)
+    model_dir = stages.train(params)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp / 'logmodel.db'}")
+    mlflow.set_experiment("bench")
+    times = []
+    for _ in range(repeats):
+        with mlflow.start_run():
+            start = time.perf_counter()
+            mlflow.pyfunc.log_model(
+                name="model", python_model=MultimodalPyfunc(), artifacts={MODEL_DIR_ARTIFACT: str(model_dir)},
+                code_paths=[str(Path(mmops.__file__).parent)], pip_requirements=pip_requirements(),
+            )
+            times.append(time.perf_counter() - start)
+    size_mb = sum(p.stat().st_size for p in Path(model_dir).rglob("*") if p.is_file()) / 1e6
+    record(BENCH, "mlflow pyfunc log_model", statistics.median(times), "s", "<= 1",
+           f"median of {repeats}, model folder {size_mb:.1f} MB, sqlite store")
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=120, help="demo samples for the DVC and log_model parts")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    from mmops.config import load_params
+    from mmops.data.avdigits import generate
+
+    with tempfile.TemporaryDirectory(prefix="mmops-bench-pipeline-") as tmp_name:
+        tmp = Path(tmp_name)
+        data = tmp / "data"
+        generate(data, load_params(None, [f"demo.n_samples={args.samples}"]).demo, [str(d) for d in range(10)])
+        bench_features(data, args.repeats)
+        bench_log_model(tmp, data, args.repeats)
+        bench_dvc(tmp, args.samples, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
