@@ -85,7 +85,8 @@ def main() -> None:
 
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.local import command, started, _wait_healthy
+    from flows.local import command, started
+    from mmops.processes import wait_healthy
     from mmops import stages
     from mmops.config import load_params
 
@@ -106,7 +107,7 @@ def main() -> None:
     argv, env = command("prefect-server", host="127.0.0.1", port=str(port))
     api = f"http://127.0.0.1:{port}/api"
     with started("prefect server", argv, env | {"PREFECT_UI_ENABLED": "false"}, ROOT / "server.log") as server:
-        _wait_healthy(f"{api}/health", server, ROOT / "server.log", timeout=180)
+        wait_healthy(f"{api}/health", server, timeout=180, log=ROOT / "server.log")
         with temporary_settings(updates={PREFECT_API_URL: api}):
             from flows.retrain import retrain
 

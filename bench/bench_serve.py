@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench._report import record  # noqa: E402
+from mmops.processes import stop_group, wait_healthy  # noqa: E402
 from mmops.env import configure_tool_env  # noqa: E402
 
 configure_tool_env()
@@ -79,20 +80,6 @@ def json_body(row) -> bytes:
     for col in ("image", "audio"):
         inst[col] = base64.b64encode(Path(row[col]).read_bytes()).decode()
     return json.dumps({"instances": [inst]}).encode()
-
-
-def wait_health(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"{url} not healthy after {timeout}s")
 
 
 def post(conn: http.client.HTTPConnection, body: bytes) -> dict:
@@ -232,7 +219,7 @@ def main() -> None:
     log = open(root / "server.log", "w")
     try:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
-        wait_health(f"http://127.0.0.1:{port}/health", proc)
+        wait_healthy(f"http://127.0.0.1:{port}/health", proc)
 
         lat = latency(port, bodies, args.requests)
         keys = ("mmops_model_call_seconds_sum", "mmops_model_call_seconds_count", "mmops_batch_size_sum",
@@ -243,13 +230,8 @@ def main() -> None:
         cpu1, client1 = cpu_seconds(proc.pid), time.process_time()
         after = scrape(port, keys)
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc is not None:
+            stop_group(proc)
         log.close()
 
     model_uri = f"models:/{name}@champion"

@@ -18,12 +18,13 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Iterator
 
 import yaml
+
+from mmops.processes import stop_group, wait_healthy
 
 INFRA = Path(__file__).resolve().parents[1] / "infra"
 PROCESS_TEMPLATE = INFRA / "prefect-process-job-template.json"
@@ -45,20 +46,6 @@ def _log(message: str) -> None:
     print(f"mmops schedule: {message}", flush=True)
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}; see {log}:\n{log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"{url} not healthy after {timeout:.0f}s; see {log}")
-
-
 @contextmanager
 def started(name: str, argv: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
     """Run `argv` in its own process group, output to `log`; on exit stop it by PID (TERM, then KILL)."""
@@ -69,13 +56,7 @@ def started(name: str, argv: list[str], env: dict[str, str], log: Path) -> Itera
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_group(proc)
         _log(f"stopped {name} (pid {proc.pid})")
 
 
@@ -107,7 +88,7 @@ def run_scheduler(
             api = f"http://{host}:{port}/api"
             argv, env = command("prefect-server", host=host, port=str(port))
             server = stack.enter_context(started("prefect server", argv, env, log_dir / "prefect-server.log"))
-            _wait_healthy(f"{api}/health", server, log_dir / "prefect-server.log", timeout=180)
+            wait_healthy(f"{api}/health", server, timeout=180, log=log_dir / "prefect-server.log")
         env = {"PREFECT_API_URL": api}
         argv, pool_env = command("prefect-work-pool", pool=pool, type="process", template=str(PROCESS_TEMPLATE))
         subprocess.run(argv, env={**os.environ, **pool_env, **env}, check=True, stdout=subprocess.DEVNULL)

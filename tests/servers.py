@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
+
+from mmops.processes import stop_group, wait_healthy
 
 BIN = Path(sys.executable).parent
 
@@ -21,20 +20,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_http(url: str, proc: subprocess.Popen, timeout: float, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited early ({proc.returncode}); log:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"{url} not healthy after {timeout}s; log:\n{log.read_text()[-3000:]}")
-
-
 @contextmanager
 def running(cmd: list[str], health_url: str, log: Path, env: dict | None = None, timeout: float = 120):
     """Run `cmd` in its own process group until the block ends; then stop it by PID."""
@@ -43,16 +28,10 @@ def running(cmd: list[str], health_url: str, log: Path, env: dict | None = None,
             cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, start_new_session=True
         )
     try:
-        wait_http(health_url, proc, timeout, log)
+        wait_healthy(health_url, proc, timeout, log)
         yield proc
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_group(proc, timeout=20)
 
 
 @contextmanager

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from mmops.processes import stop_group
+
 from pipeline_overrides import overrides_for
 from servers import BIN, drain_prefect_clients, free_port
 
@@ -77,13 +79,7 @@ def stack(tmp_path_factory, small_dataset, tiny_text_model):
                    "data": small_dataset, "uri": uri}
             drain_prefect_clients()
     finally:
-        if proc.poll() is None:  # a test failed before the Ctrl-C test: stop it anyway, by PID
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(timeout=90)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_group(proc, timeout=90, sig=signal.SIGINT)  # a test failed before the Ctrl-C test: stop it by PID
         if old_uri is None:
             os.environ.pop("MLFLOW_TRACKING_URI", None)
         else:
