@@ -59,13 +59,16 @@ class CrossAttentionConfig(ComponentConfig):
     heads: int = Field(4, ge=1)
     dropout: float = Field(0.1, ge=0, lt=1)
     ff_mult: int = Field(2, ge=1, le=8, description="feed-forward width = ff_mult * width")
-    pool: Literal["cls", "mean"] = "cls"
+    pool: Literal["concat", "cls", "mean"] = Field(
+        "concat", description="concat: every attended modality token side by side (keeps each modality's "
+        "evidence, like concat fusion, after cross-modal attention); cls: a learned CLS token; mean"
+    )
 
 
 @FUSIONS.register("cross_attention", CrossAttentionConfig)
 class CrossAttentionFusion(nn.Module):
     """A small TransformerEncoder over the modality tokens (+ a learned modality-type embedding),
-    pooled by a learned CLS token or by the mean."""
+    then the attended tokens side by side (default), a learned CLS token, or their mean."""
 
     def __init__(self, cfg: CrossAttentionConfig, n_modalities: int, width: int) -> None:
         super().__init__()
@@ -80,11 +83,13 @@ class CrossAttentionFusion(nn.Module):
         )
         self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(width)
-        self.out_dim = width
+        self.out_dim = width * n_modalities if cfg.pool == "concat" else width
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         x = tokens + self.type_embedding.to(tokens.dtype)
         if self.cls is not None:
             x = torch.cat([self.cls.to(x.dtype).expand(x.shape[0], -1, -1), x], dim=1)
         x = self.norm(self.encoder(x))
+        if self.pool == "concat":
+            return x.flatten(1)
         return x[:, 0] if self.cls is not None else x.mean(1)

@@ -141,8 +141,8 @@ def test_a_recorded_registration_stands_until_the_registry_moves(make_params, tm
     params = make_params(**{"registry.model_name": "cache-check"})
     client = MlflowClient(uri)
     mlflow.set_tracking_uri(uri)
-    with mlflow.start_run() as run:
-        pass
+    # a run of its own experiment: whatever experiment an earlier test made active is not in this store
+    run = client.create_run(client.create_experiment("cache-check"))
     client.create_registered_model("cache-check")
     version = client.create_model_version("cache-check", source=str(tmp_path), run_id=run.info.run_id).version
     recorded = {"model_name": "cache-check", "version": str(version), "run_id": run.info.run_id, "champion_version": None}

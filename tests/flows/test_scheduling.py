@@ -140,7 +140,7 @@ def test_worker_runs_the_deployment_and_promotes(stack, first_run):
     assert {"validation-report", "test-metrics", "gate-decision", "mlflow-model"} <= set(by_key)
     assert "| accuracy |" in by_key["test-metrics"].data and "macro_f1" in by_key["test-metrics"].data
     table = {row["item"]: row["value"] for row in _table(by_key["mlflow-model"].data)}
-    champion = MlflowClient().get_model_version_by_alias(NAME, "champion")
+    champion = MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).get_model_version_by_alias(NAME, "champion")
     gate = by_key["gate-decision"].data
     assert f"{NAME} v{champion.version}" in gate and "promote" in gate.lower()
     assert table["model"] == f"{NAME} v{champion.version}" and table["promoted to champion"] == "True"
@@ -180,16 +180,16 @@ def test_the_cron_schedule_fires_on_the_worker(stack, first_run):
 
 
 def test_unchanged_rerun_hits_the_cache_and_force_does_not(stack, first_run):
-    versions = {v.version for v in MlflowClient().search_model_versions(f"name='{NAME}'")}
+    versions = {v.version for v in MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).search_model_versions(f"name='{NAME}'")}
     warm = _run("mmops-retrain/manual")
     assert _stage_states(warm.id) == {stage: "Cached" for stage in STAGES}
-    assert {v.version for v in MlflowClient().search_model_versions(f"name='{NAME}'")} == versions
+    assert {v.version for v in MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).search_model_versions(f"name='{NAME}'")} == versions
 
     forced = _run("mmops-retrain/manual", **{"force": True})
     assert forced.parameters["force"] is True
     states = _stage_states(forced.id)
     assert set(states) == set(STAGES) and "Cached" not in states.values()
-    assert {v.version for v in MlflowClient().search_model_versions(f"name='{NAME}'")} > versions
+    assert {v.version for v in MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).search_model_versions(f"name='{NAME}'")} > versions
 
 
 def test_runs_never_overlap(stack, first_run):
@@ -218,7 +218,7 @@ def test_unreachable_mlflow_is_retried_then_fails_clearly(stack, first_run, monk
 
     registry_json = stack["root"] / "run" / "reports" / "registry.json"
     before = registry_json.read_text()
-    champion = MlflowClient().get_model_version_by_alias(NAME, "champion").version
+    champion = MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).get_model_version_by_alias(NAME, "champion").version
     dead = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", dead)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")

@@ -56,6 +56,7 @@ def registry(prepared, small_dataset, tmp_path_factory):
         "paths": paths,
         "train": prepared.train.model_copy(update={"epochs": 3}),
         "registry": prepared.registry.model_copy(update={"model_name": NAME}),
+        "quantize": prepared.quantize.model_copy(update={"enabled": False}),  # one version per registration
     })
     stages.train(params)
     stages.evaluate(params)
