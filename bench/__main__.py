@@ -78,11 +78,15 @@ def main(argv: list[str]) -> int:
     wanted = set(argv)
     scripts = [s for s in sorted(HERE.glob("bench_*.py")) if not wanted or s.stem.removeprefix("bench_") in wanted]
     rows, failed = run(scripts)
+    if wanted and RESULTS.exists():  # a partial rerun keeps the other benchmarks' latest figures
+        rerun = {s.stem.removeprefix("bench_") for s in scripts}
+        kept = [r for r in json.loads(RESULTS.read_text())["figures"] if r["bench"] not in rerun]
+        rows = kept + rows
     print_table(rows)
     results = {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(),
-        "benchmarks": [s.stem for s in scripts],
+        "benchmarks": sorted({r["bench"] for r in rows}),
         "failed": failed,
         "figures": rows,
     }
