@@ -219,7 +219,7 @@ def main() -> None:
     log = open(root / "server.log", "w")
     try:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
-        wait_healthy(f"http://127.0.0.1:{port}/health", proc)
+        wait_healthy(f"http://127.0.0.1:{port}/health", proc, timeout=180, log=root / "server.log")
 
         lat = latency(port, bodies, args.requests)
         keys = ("mmops_model_call_seconds_sum", "mmops_model_call_seconds_count", "mmops_batch_size_sum",
