@@ -62,3 +62,21 @@ def drain_prefect_clients(timeout: float = 30) -> None:
 
     for service in (APILogWorker, EventsWorker):
         service.drain_all(timeout=timeout, at_exit=False)
+
+
+@contextmanager
+def mlflow_tracking(uri: str):
+    """Point MLflow (env var and the process-wide URI) at `uri` for the block, then restore."""
+    import mlflow
+
+    old = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield uri
+    finally:
+        if old is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = old
+        mlflow.set_tracking_uri(None)

@@ -5,8 +5,6 @@ an MLflow round trip and the whole retrain flow against them.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -16,7 +14,7 @@ from mlflow import MlflowClient
 
 from infra_commands import env, render
 from postgres_server import running_postgres
-from servers import drain_prefect_clients, BIN, free_port, running
+from servers import BIN, drain_prefect_clients, free_port, mlflow_tracking, running
 
 pytestmark = pytest.mark.slow
 ROUND_TRIP = "infra-roundtrip"
@@ -46,17 +44,8 @@ def mlflow_server(postgres, tmp_path_factory):
                   host="127.0.0.1", port=port)
     uri = f"http://127.0.0.1:{port}"
     with running(_native(cmd), f"{uri}/health", root / "server.log", env("mlflow-server"), timeout=180):
-        old = os.environ.get("MLFLOW_TRACKING_URI")
-        os.environ["MLFLOW_TRACKING_URI"] = uri
-        mlflow.set_tracking_uri(uri)
-        try:
+        with mlflow_tracking(uri):
             yield uri, artifacts
-        finally:
-            if old is None:
-                os.environ.pop("MLFLOW_TRACKING_URI", None)
-            else:
-                os.environ["MLFLOW_TRACKING_URI"] = old
-            mlflow.set_tracking_uri(None)
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,12 @@ import sys
 import threading
 from pathlib import Path
 
-import mlflow
 import pytest
 from mlflow import MlflowClient
 
 from mmops.registry.gate import GateDecision, RuleResult
 from mmops.registry.promotion import CHAMPION, compare_and_set, current_version, promote, read_history
-from servers import BIN, free_port, running
+from servers import BIN, free_port, mlflow_tracking, running
 
 pytestmark = pytest.mark.slow  # starts an MLflow server and two CLI processes
 MMOPS = str(Path(sys.executable).parent / "mmops")
@@ -33,17 +32,8 @@ def server(tmp_path_factory):
     uri = f"http://127.0.0.1:{port}"
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     with running(cmd, f"{uri}/health", root / "server.log", env, timeout=180):
-        old = os.environ.get("MLFLOW_TRACKING_URI")
-        os.environ["MLFLOW_TRACKING_URI"] = uri
-        mlflow.set_tracking_uri(uri)
-        try:
+        with mlflow_tracking(uri):
             yield uri
-        finally:
-            if old is None:
-                os.environ.pop("MLFLOW_TRACKING_URI", None)
-            else:
-                os.environ["MLFLOW_TRACKING_URI"] = old
-            mlflow.set_tracking_uri(None)
 
 
 @pytest.fixture
