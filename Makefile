@@ -18,9 +18,11 @@ demo: $(STAMP)
 	$(BIN)/mmops run
 
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -m "not slow"
 
 repro: $(STAMP)

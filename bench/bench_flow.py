@@ -60,12 +60,14 @@ def overrides(root: Path, text_model: Path, data: Path, samples: int, epochs: in
 
 def in_process(params, data: Path) -> None:
     from mmops import stages
+    from mmops.catalog import Catalog
 
-    stages.validate(params, data)
-    stages.preprocess(params, data)
-    stages.train(params)
-    stages.evaluate(params)
-    stages.register(params, data)
+    paths = Catalog.from_paths(params.paths, data=data)
+    stages.validate(params, paths)
+    stages.preprocess(params, paths)
+    stages.train(params, paths)
+    stages.evaluate(params, paths)
+    stages.register(params, paths)
 
 
 def timed(fn) -> float:
@@ -85,16 +87,18 @@ def main() -> None:
 
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.local import command, started
+    from mmops.orchestrate.local import command, started
     from mmops.processes import wait_healthy
     from mmops import stages
-    from mmops.config import load_params
+    from mmops.catalog import Catalog
+    from mmops.params_file import load_params
 
     text_model = tiny_text_model(ROOT / "tiny-bert")
     data = ROOT / "data"
     base = load_params(None, overrides(ROOT / "warmup", text_model, data, args.samples, args.epochs, "bench-warmup"))
-    stages.demo_data(base)
-    stages.validate(base, data)  # warm imports (Great Expectations, media decoders) before timing
+    base_paths = Catalog.from_paths(base.paths)
+    stages.demo_data(base, base_paths)
+    stages.validate(base, base_paths)  # warm imports (Great Expectations, media decoders) before timing
     import mlflow.pyfunc  # noqa: F401
 
     import mmops.evaluate  # noqa: F401
@@ -109,7 +113,7 @@ def main() -> None:
     with started("prefect server", argv, env | {"PREFECT_UI_ENABLED": "false"}, ROOT / "server.log") as server:
         wait_healthy(f"{api}/health", server, timeout=180, log=ROOT / "server.log")
         with temporary_settings(updates={PREFECT_API_URL: api}):
-            from flows.retrain import retrain
+            from mmops.orchestrate.retrain import retrain
 
             def flow_run(root: Path) -> None:
                 retrain(params_path=None, overrides=overrides(root, text_model, data, args.samples, args.epochs,

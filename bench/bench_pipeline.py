@@ -63,7 +63,7 @@ def _noop_seconds(root: Path, env: dict, repeats: int) -> float:
 def bench_dvc(tmp: Path, samples: int, repeats: int) -> None:
     import yaml
 
-    from mmops.config import load_params
+    from mmops.params_file import load_params
 
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "DVC_SITE_CACHE_DIR": str(tmp / "dvc-site"),
            "DVC_NO_ANALYTICS": "1", "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}"}
@@ -133,16 +133,18 @@ def bench_log_model(tmp: Path, data_dir: Path, repeats: int) -> None:
 
     import mmops
     from mmops import stages
-    from mmops.config import load_params
+    from mmops.catalog import Catalog
+    from mmops.params_file import load_params
     from mmops.registry.lineage import pip_requirements
-    from mmops.registry.pyfunc import MODEL_DIR_ARTIFACT, MultimodalPyfunc
+    from mmops.inference.pyfunc import MODEL_DIR_ARTIFACT, MultimodalPyfunc
 
     root = tmp / "logmodel"
     overrides = [f"paths.{k}={root / k}" for k in ("reports", "features", "model", "metrics", "cache")]
     params = load_params(None, overrides + SMALL)
-    stages.validate(params, data_dir)
-    stages.preprocess(params, data_dir)
-    model_dir = stages.train(params)
+    paths = Catalog.from_paths(params.paths, data=data_dir)
+    stages.validate(params, paths)
+    stages.preprocess(params, paths)
+    model_dir = stages.train(params, paths)
     mlflow.set_tracking_uri(f"sqlite:///{tmp / 'logmodel.db'}")
     mlflow.set_experiment("bench")
     times = []
@@ -170,7 +172,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=120, help="demo samples for the DVC and log_model parts")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    from mmops.config import load_params
+    from mmops.params_file import load_params
     from mmops.data.avdigits import generate
 
     with tempfile.TemporaryDirectory(prefix="mmops-bench-pipeline-") as tmp_name:

@@ -3,7 +3,7 @@
 Trains the demo's model (params.yaml: frozen MiniLM text encoder, small CNNs; by default on 900
 avdigits samples, about 2 minutes; `--samples 1797` is the whole demo set) in a temp folder, or takes an existing model
 (`--model-dir artifacts/model --features artifacts/features`, e.g. after `make demo`), quantises
-every nn.Linear to int8 (mmops/registry/quantize.py, the register stage's code) and measures in
+every nn.Linear to int8 (mmops/compress/quantize.py, the register stage's code) and measures in
 this one process:
   - test accuracy drop, fp32 - int8 (goal <= 0.01, the default `quantize.max_accuracy_drop`);
   - serialized weight size ratio, int8 / fp32 (goal < 0.75: MiniLM's word embeddings, about half
@@ -34,7 +34,8 @@ BENCH = "quantize"
 def train_demo(root: Path, n_samples: int | None, epochs: int | None) -> tuple[Path, Path]:
     """Demo data -> validate -> preprocess -> train with params.yaml; (model dir, features dir)."""
     from mmops import stages
-    from mmops.config import load_params
+    from mmops.catalog import Catalog
+    from mmops.params_file import load_params
 
     overrides = {
         "paths.data": root / "data", "paths.reports": root / "reports", "paths.features": root / "features",
@@ -43,11 +44,12 @@ def train_demo(root: Path, n_samples: int | None, epochs: int | None) -> tuple[P
     overrides |= {"demo.n_samples": n_samples} if n_samples else {}
     overrides |= {"train.epochs": epochs} if epochs else {}
     params = load_params(REPO / "params.yaml", [f"{k}={v}" for k, v in overrides.items()])
-    stages.demo_data(params)
-    stages.validate(params)
-    stages.preprocess(params)
-    stages.train(params)
-    return params.paths.model, params.paths.features
+    paths = Catalog.from_paths(params.paths)
+    stages.demo_data(params, paths)
+    stages.validate(params, paths)
+    stages.preprocess(params, paths)
+    stages.train(params, paths)
+    return paths.model, paths.features
 
 
 def main() -> None:
@@ -59,7 +61,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from mmops.config import QuantizeConfig
-    from mmops.registry.quantize import quantize_and_compare
+    from mmops.compress.quantize import quantize_and_compare
 
     with tempfile.TemporaryDirectory(prefix="mmops-bench-quantize-") as tmp:
         root = Path(tmp)

@@ -45,7 +45,8 @@ def build_champion(root: Path, name: str, n_samples: int) -> None:
     from mlflow import MlflowClient
 
     from mmops import stages
-    from mmops.config import load_params
+    from mmops.catalog import Catalog
+    from mmops.params_file import load_params
 
     overrides = {
         "paths.data": root / "data", "paths.reports": root / "reports", "paths.features": root / "features",
@@ -54,12 +55,13 @@ def build_champion(root: Path, name: str, n_samples: int) -> None:
         "registry.model_name": name, "registry.experiment": "bench-serve",
     }
     params = load_params(None, [f"{k}={v}" for k, v in overrides.items()])
-    stages.demo_data(params)
-    stages.validate(params)
-    stages.preprocess(params)
-    stages.train(params)
-    stages.evaluate(params)
-    result = stages.register(params)
+    paths = Catalog.from_paths(params.paths)
+    stages.demo_data(params, paths)
+    stages.validate(params, paths)
+    stages.preprocess(params, paths)
+    stages.train(params, paths)
+    stages.evaluate(params, paths)
+    result = stages.register(params, paths)
     if not result["promoted"]:
         MlflowClient().set_registered_model_alias(name, "champion", result["version"])
 
@@ -138,13 +140,10 @@ def throughput(port: int, bodies: list[bytes], concurrency: int, n: int) -> floa
 def bare_throughput(model_uri: str, rows, batch: int, n: int) -> tuple[float, float]:
     """(instances/s, CPU s per instance) of predict_frame alone (bytes in, like the server)."""
     import pandas as pd
-
-    from mmops.registry.pyfunc import predict_frame
-    from mmops.serve.reloader import load_model_uri
-
     import torch
 
-    from mmops.serve.app import ServeSettings
+    from mmops.inference.predict import load_model_uri, predict_frame
+    from mmops.serve.settings import ServeSettings
 
     torch.set_num_threads(ServeSettings.from_env().torch_threads)  # what the server uses
     loaded = load_model_uri(model_uri)
@@ -212,7 +211,7 @@ def main() -> None:
     bodies = [json_body(r) for _, r in rows.iterrows()]
 
     port = _free_port()
-    cmd = [sys.executable, "-m", "mmops.serve.cli", "serve", "--port", str(port), "--model-name", name,
+    cmd = [sys.executable, "-m", "mmops.cli.serve", "serve", "--port", str(port), "--model-name", name,
            "--poll-interval", "0"]
     if args.max_wait_ms is not None:
         cmd += ["--max-wait-ms", str(args.max_wait_ms)]
@@ -244,7 +243,7 @@ def main() -> None:
     calls = max(delta["mmops_model_call_seconds_count"], 1)
     mean_batch = delta["mmops_batch_size_sum"] / calls
     call_ms = 1000 * delta["mmops_model_call_seconds_sum"] / calls
-    from mmops.serve.app import ServeSettings
+    from mmops.serve.settings import ServeSettings
 
     print(f"machine: {os.cpu_count()} cores, shared by client, server and baseline; "
           f"torch threads {ServeSettings.from_env().torch_threads} (server and baseline)")

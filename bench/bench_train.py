@@ -15,6 +15,7 @@ data (random images and log-mels, real tokenizer on short sentences), so nothing
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import os
 import shutil
 import statistics
@@ -33,7 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import record  # noqa: E402
 
-from mmops.config import Params, load_params  # noqa: E402
+from mmops.catalog import Catalog  # noqa: E402
+from mmops.config import Params  # noqa: E402
+from mmops.params_file import load_params  # noqa: E402
 from mmops.features.tensors import index  # noqa: E402
 from mmops.models import MultimodalClassifier, tokenizer_source  # noqa: E402
 from mmops.models.classifier import with_frozen_embeddings  # noqa: E402
@@ -41,6 +44,10 @@ from mmops.train.recipe import TrainRecipe, seed_everything  # noqa: E402
 
 BENCH = "train"
 REPO = Path(__file__).resolve().parents[1]
+# the synthetic splits below have the demo's shapes, so the params that `auto` would resolve are pinned
+DEMO_SHAPES = ["classes=[0,1,2,3,4,5,6,7,8,9]", "model.modalities=[text,image,audio]", "features.text.max_length=32",
+               "features.image.size=16", "features.image.mode=grey", "features.audio.max_seconds=1.5",
+               "features.audio.max_clip_seconds=1.5"]
 WORDS = "zero one two three four five six seven eight nine".split()
 
 
@@ -60,7 +67,8 @@ def synthetic_split(params: Params, n: int, seed: int) -> dict:
     return {
         "text": {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]},
         "image": torch.randn(n, 1, params.features.image.size, params.features.image.size, generator=g),
-        "audio": torch.randn(n, 1, params.features.audio.n_mels, frames, generator=g),
+        "audio": {"mel": torch.randn(n, 1, params.features.audio.n_mels, frames, generator=g),
+                  "frames": torch.full((n,), frames, dtype=torch.long)},
         "present": {m: torch.ones(n, dtype=torch.bool) for m in ("text", "image", "audio")},
         "labels": labels,
         "sample_ids": [f"s{i:05d}" for i in range(n)],
@@ -126,7 +134,7 @@ class TimedRecipe(TrainRecipe):
 
 
 def trainer_overhead(root: Path, n: int, epochs: int) -> None:
-    params = load_params(None, [
+    params = load_params(None, DEMO_SHAPES + [
         f"paths.cache={root / 'cache'}", "model.text.name=gru_text", "model.width=64", "model.head.hidden=128",
         f"train.epochs={epochs}", "train.batch_size=64", "train.patience=1000", "train.device=cpu",
     ])
@@ -138,12 +146,13 @@ def trainer_overhead(root: Path, n: int, epochs: int) -> None:
     B = params.train.batch_size
 
     seed_everything(params.seed)
-    model = MultimodalClassifier(params.model, len(params.classes))
+    model = MultimodalClassifier(params.model, len(params.classes), features=params.features)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=params.train.lr,
                             weight_decay=params.train.weight_decay)
     bare: list[float] = []
     # trainer epoch, bare epoch, trainer epoch, ...: each pair runs under the same machine load
-    recipe = TimedRecipe(params, features, root / "model",
+    paths = replace(Catalog.from_paths(params.paths), features=features, model=root / "model")
+    recipe = TimedRecipe(params, paths,
                          between=lambda epoch: bare.append(bare_epoch(model, opt, train_set, B, epoch)))
     recipe.setup()
     recipe.train()
@@ -162,14 +171,14 @@ def trainer_overhead(root: Path, n: int, epochs: int) -> None:
 
 
 def minilm_cache(root: Path, n: int, repeats: int) -> None:
-    params = load_params(REPO / "params.yaml", ["model.width=64", "model.head.hidden=128", "train.batch_size=32"])
+    params = load_params(REPO / "params.yaml", DEMO_SHAPES + ["model.width=64", "model.head.hidden=128", "train.batch_size=32"])
     assert params.model.text.name == "hf_text" and params.model.text.options.get("sha256"), "expects pinned MiniLM"
     data = synthetic_split(params, n, 2)
     cache = root / "embeddings"
     B = params.train.batch_size
 
     seed_everything(params.seed)
-    model = MultimodalClassifier(params.model, len(params.classes))  # loads the real MiniLM (hash checked)
+    model = MultimodalClassifier(params.model, len(params.classes), features=params.features)  # loads the real MiniLM (hash checked)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     start = time.perf_counter()
     with_frozen_embeddings(model, data, cache_dir=cache)  # the first run: compute and store

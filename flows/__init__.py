@@ -1,5 +1,9 @@
-"""Prefect flows: orchestration only; every step is a function from `mmops.stages`."""
+"""Prefect entry points of mmops: the flows a deployment or `prefect` names.
 
-from mmops.env import configure_tool_env
+Thin on purpose: the flows and their tasks live in `mmops.orchestrate` (so the `mmops` CLI can run
+them without importing this package); this package only names them for Prefect:
 
-configure_tool_env()
+    flows.retrain:retrain        validate -> preprocess -> train -> evaluate -> register/gate
+    flows.watch:watch_data       start `mmops-retrain/manual` when the dataset changes
+    python -m flows.deploy       register the deployments with a Prefect server
+"""

@@ -1,18 +1,28 @@
-"""The pipeline's stages, wired to the paths in params: one function per stage.
+"""The pipeline's stages: one function per stage, one shape, `stage(params, paths, **options)`.
 
 `dvc.yaml` (through the CLI), the Prefect flow and the CLI all call these, so each stage's
-logic exists once. Each reads files and writes files under `params.paths`.
+logic exists once. `paths` is the `Catalog` the caller built once from `params.paths` (and a
+dataset folder given on the command line); a stage reads and writes only where it says.
+The stage graph (what each stage depends on) is declared in `dvc.yaml`.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mmops.config import Params
+from mmops.catalog import DEMO_STAMP, Catalog
+from mmops.data.manifest import MANIFESTS
+from mmops.config import AUTO, Params
+from mmops.errors import UserError
+
+if TYPE_CHECKING:
+    from mmops.features.auto import Resolved
+    from mmops.validate import ValidationReport
 
 
-class DataValidationError(RuntimeError):
+class DataValidationError(UserError, RuntimeError):
     """The dataset broke an error-severity rule; the message names samples, columns and rules."""
 
     def __init__(self, message: str, report=None) -> None:
@@ -20,63 +30,72 @@ class DataValidationError(RuntimeError):
         self.report = report
 
 
-def demo_data(params: Params, out_dir: Path | None = None) -> Path:
-    """Generate the built-in `avdigits` dataset (skipped when the same config already made it)."""
+def holds_user_data(folder: Path) -> bool:
+    """A dataset folder that the demo generator did not write (it must never be overwritten)."""
+    return any((folder / name).exists() for name in MANIFESTS) and not (folder / DEMO_STAMP).exists()
+
+
+def demo_data(params: Params, paths: Catalog) -> Path:
+    """Generate the built-in `avdigits` dataset in `paths.data` (skipped when the same config made it;
+    refused when the folder holds another dataset)."""
     from mmops.data.avdigits import generate
 
-    out_dir = Path(out_dir or params.paths.data)
-    stamp = out_dir / ".demo-config.json"
+    if holds_user_data(paths.data):
+        raise UserError(f"{paths.data} holds a dataset that the demo generator did not write; refusing to "
+                        "overwrite it (give the demo another folder: mmops demo-data --out DIR)")
+    stamp = paths.data / DEMO_STAMP
     wanted = json.dumps({"demo": params.demo.model_dump(mode="json"), "classes": params.classes}, sort_keys=True)
-    if stamp.exists() and stamp.read_text() == wanted and (out_dir / "manifest.csv").exists():
-        return out_dir
-    generate(out_dir, params.demo, params.classes)
+    if stamp.exists() and stamp.read_text() == wanted and (paths.data / "manifest.csv").exists():
+        return paths.data
+    paths.data.mkdir(parents=True, exist_ok=True)
+    stamp.write_text("{}")  # the folder is the demo's from now on, even if generation is interrupted
+    generate(paths.data, params.demo, params.classes)
     stamp.write_text(wanted)
-    return out_dir
+    return paths.data
 
 
-def validation_json(params: Params) -> Path:
-    return params.paths.reports / "validation.json"
-
-
-def validate(params: Params, data_dir: Path | None = None):
-    """Validate the dataset and write the report; raise DataValidationError on any error."""
+def validate(params: Params, paths: Catalog) -> ValidationReport:
+    """Validate `paths.data` and write the report; raise DataValidationError on any error."""
     from mmops.validate import validate_dataset, write_report
 
-    data_dir = Path(data_dir or params.paths.data)
-    report = validate_dataset(data_dir, params.classes, params.validate_)
-    write_report(report, params.paths.reports)
+    classes = None if params.classes == AUTO else params.classes
+    report = validate_dataset(paths.data, classes, params.validate_)
+    write_report(report, paths.reports)
     if not report.passed:
-        raise DataValidationError(f"{data_dir}: data validation failed\n{report.summary()}", report)
+        raise DataValidationError(f"{paths.data}: data validation failed\n{report.summary()}", report)
     return report
 
 
-def preprocess(params: Params, data_dir: Path | None = None) -> Path:
+def preprocess(params: Params, paths: Catalog) -> Resolved:
+    """Resolve `auto` from the data and featurize every split of the validated dataset into `paths.features`."""
     from mmops.features.preprocess import preprocess as run
 
-    return run(Path(data_dir or params.paths.data), validation_json(params), params.paths.features, params)
+    return run(paths, params.seed, params.classes, params.features, params.model)
 
 
-def train(params: Params, resume: bool = False) -> Path:
+def resolved(params: Params, paths: Catalog) -> Params:
+    """`params` with every `auto` replaced by what preprocess derived from the data (`resolved.yaml`)."""
+    from mmops.features.auto import Resolved
+
+    return Resolved.read(paths.resolved).apply(params) if paths.resolved.exists() else params
+
+
+def train(params: Params, paths: Catalog, resume: bool = False) -> Path:
+    """Train on `paths.features`; write the model folder `paths.model`."""
     from mmops.train import train as run
 
-    return run(params.paths.features, params.paths.model, params, resume=resume)
+    return run(resolved(params, paths), paths, resume=resume)
 
 
-def evaluate(params: Params) -> dict:
+def evaluate(params: Params, paths: Catalog) -> dict:
+    """Score the model folder on the test split(s); write `paths.metrics`."""
     from mmops.evaluate import evaluate as run
 
-    return run(params.paths.model, params.paths.features, params.paths.metrics)
+    return run(paths.model, paths.features, paths.metrics)
 
 
-def register(params: Params, data_dir: Path | None = None) -> dict:
+def register(params: Params, paths: Catalog) -> dict:
+    """Register the model as `challenger`, gate it, maybe promote it; write the registry report."""
     from mmops.registry.register import register as run
 
-    return run(
-        params.paths.model,
-        params.paths.metrics,
-        validation_json(params),
-        params.paths.features,
-        Path(data_dir or params.paths.data),
-        params,
-        params.paths.reports,
-    )
+    return run(resolved(params, paths), paths)

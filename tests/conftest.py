@@ -7,7 +7,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from pipeline_overrides import overrides_for
 
 # Tool state goes to a per-session temp dir, before any tool is imported.
@@ -47,7 +46,8 @@ def tiny_text_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def small_dataset(tmp_path_factory) -> Path:
     """A 200-sample avdigits subset (deterministic), shared read-only by tests."""
-    from mmops.data.avdigits import DemoConfig, generate
+    from mmops.config.demo import DemoConfig
+    from mmops.data.avdigits import generate
 
     out = tmp_path_factory.mktemp("avdigits")
     generate(out, DemoConfig(n_samples=200), [str(d) for d in range(10)])
@@ -56,7 +56,7 @@ def small_dataset(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def make_params(tmp_path, tiny_text_model):
-    from mmops.config import load_params
+    from mmops.params_file import load_params
 
     def build(**extra):
         return load_params(None, overrides_for(tmp_path, tiny_text_model, **extra))
@@ -78,13 +78,15 @@ def fast_overrides(tiny_text_model):
 def prepared(tmp_path_factory, tiny_text_model, small_dataset):
     """Params rooted in a session temp dir, with the small dataset validated and featurized."""
     from mmops import stages
-    from mmops.config import load_params
+    from mmops.catalog import Catalog
+    from mmops.params_file import load_params
 
     root = tmp_path_factory.mktemp("prepared")
     params = load_params(None, overrides_for(root, tiny_text_model))
-    stages.validate(params, small_dataset)
-    stages.preprocess(params, small_dataset)
-    return params
+    paths = Catalog.from_paths(params.paths, data=small_dataset)
+    stages.validate(params, paths)
+    stages.preprocess(params, paths)
+    return stages.resolved(params, paths)  # `auto` replaced by what preprocess derived from the data
 
 
 @pytest.fixture
@@ -100,3 +102,33 @@ def mislabeled_dataset(tmp_path, small_dataset):
     df.loc[5, "label"] = "eleven"
     df.to_csv(broken / "manifest.csv", index=False)
     return broken, df.loc[5, "sample_id"]
+
+
+@pytest.fixture(scope="session")
+def tiny_audio_model(tmp_path_factory) -> Path:
+    """A one-layer wav2vec2 (hidden 32, two conv layers: 1 frame per 20 samples) in safetensors."""
+    import torch
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    path = tmp_path_factory.mktemp("tiny-wav2vec2")
+    config = Wav2Vec2Config(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+        conv_dim=(16, 16), conv_stride=(5, 4), conv_kernel=(10, 8), num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2, vocab_size=8,
+    )
+    torch.manual_seed(0)
+    Wav2Vec2Model(config).save_pretrained(path)
+    assert (path / "model.safetensors").exists()
+    return path
+
+
+@pytest.fixture(scope="session")
+def served_model_dir(prepared, tmp_path_factory) -> Path:
+    """A model folder trained for 3 epochs on the small dataset (shared, read-only)."""
+    from mmops import stages
+    from mmops.catalog import Catalog
+
+    out = tmp_path_factory.mktemp("serve-model")
+    params = prepared.model_copy(update={"paths": prepared.paths.model_copy(update={"model": out})})
+    params = params.model_copy(update={"train": params.train.model_copy(update={"epochs": 3})})
+    return stages.train(params, Catalog.from_paths(params.paths))

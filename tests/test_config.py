@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from mmops.config import ConfigError, Params, load_params
+from mmops.config import ConfigError, Params
+from mmops.params_file import load_params
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -10,7 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_repo_params_validate():
     params = load_params(REPO / "params.yaml")
     assert params.registry.model_name == "mmops-classifier"
-    assert params.model.modalities == ["text", "image", "audio"]
+    assert params.model.modalities == "auto" and params.classes == "auto"  # derived from the data at preprocess
 
 
 def test_defaults_without_file():

@@ -1,4 +1,5 @@
-"""`dvc repro` runs the same stages, reproduces the metrics, and a second run is a no-op."""
+"""`dvc repro` runs the same stages, reproduces the metrics, a second run is a no-op, and an edit of the
+prediction code puts the stages that run it out of date."""
 
 from __future__ import annotations
 
@@ -13,9 +14,13 @@ import pytest
 import torch
 import yaml
 
+from mmops.catalog import CHECKPOINT, Catalog
+from mmops.config import PathsConfig
+
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+PATHS = Catalog.from_paths(PathsConfig())  # where the dvc.yaml stages write, relative to the project
 
 
 @pytest.fixture
@@ -53,11 +58,11 @@ def test_repro_runs_every_stage_then_nothing(project):
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     for stage in ("demo_data", "validate", "preprocess", "train", "evaluate", "register"):
         assert f"Running stage '{stage}'" in first.stdout
-    metrics = json.loads((project[0] / "artifacts/metrics/metrics.json").read_text())
-    registry = json.loads((project[0] / "reports/registry.json").read_text())
+    metrics = json.loads((project[0] / PATHS.metrics_json).read_text())
+    registry = json.loads((project[0] / PATHS.registry_json).read_text())
     assert registry["version"] == "1" and registry["promoted"] is True
     lock = yaml.safe_load((project[0] / "dvc.lock").read_text())
-    data_md5 = next(o["md5"] for o in lock["stages"]["demo_data"]["outs"] if o["path"] == "data/avdigits")
+    data_md5 = next(o["md5"] for o in lock["stages"]["demo_data"]["outs"] if o["path"] == PATHS.data.as_posix())
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=project[1]["MLFLOW_TRACKING_URI"])
@@ -72,7 +77,7 @@ def test_repro_runs_every_stage_then_nothing(project):
     assert "Running stage" not in second.stdout
 
     # retrain from the same features: the seeded run gives byte-identical weights and metrics
-    checkpoint = project[0] / "artifacts/model/checkpoint.pt"
+    checkpoint = project[0] / PATHS.model / CHECKPOINT
     weights = torch.load(checkpoint, weights_only=True)["state_dict"]
     forced = dvc(project, "repro", "--force", "--single-item", "train")
     assert forced.returncode == 0, forced.stderr[-3000:]
@@ -80,6 +85,13 @@ def test_repro_runs_every_stage_then_nothing(project):
     assert all(torch.equal(weights[k], again[k]) for k in weights)
     rest = dvc(project, "repro")
     assert rest.returncode == 0 and "Running stage 'evaluate'" in rest.stdout
-    again = json.loads((project[0] / "artifacts/metrics/metrics.json").read_text())
+    again = json.loads((project[0] / PATHS.metrics_json).read_text())
     again.pop("latency"), metrics.pop("latency")  # timings are the machine's, not the model's
     assert again == metrics
+
+    # editing the prediction code: every stage that runs it is out of date, the others are not
+    with open(project[0] / "mmops" / "inference" / "predict.py", "a") as fh:
+        fh.write("# an edit\n")
+    status = dvc(project, "status", "--json")
+    assert status.returncode == 0, status.stderr[-3000:]
+    assert set(json.loads(status.stdout)) == {"train", "evaluate", "register"}

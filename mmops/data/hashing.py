@@ -14,9 +14,11 @@ from mmops.data.manifest import MEDIA_COLUMNS, manifest_path, read_manifest
 CHUNK = 1 << 20
 MISSING = "missing"  # digest stand-in for a named file that does not exist
 OUTSIDE = "outside"  # ... for a path that resolves outside the dataset folder (never read)
+ABSENT = "absent"  # digest stand-in for a file or folder that does not exist (yet)
 
 
 def bytes_sha256(data: bytes) -> str:
+    """Hex sha256 of `data`."""
     return hashlib.sha256(data).hexdigest()
 
 
@@ -26,6 +28,19 @@ def file_sha256(path: str | Path) -> str:
     with open(path, "rb") as fh:
         while chunk := fh.read(CHUNK):
             h.update(chunk)
+    return h.hexdigest()
+
+
+def tree_sha256(path: str | Path, absent: str = ABSENT) -> str:
+    """Content hash of a file, or of a folder (relative paths + file hashes); `absent` if missing."""
+    path = Path(path)
+    if path.is_file():
+        return file_sha256(path)
+    if not path.is_dir():
+        return absent
+    h = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        h.update(f"{file.relative_to(path).as_posix()}\0{file_sha256(file)}\n".encode())
     return h.hexdigest()
 
 
@@ -59,11 +74,6 @@ class InsideResolver:
             return None
         inside = resolved == self.root or resolved.startswith(self._prefix)
         return Path(resolved) if inside else None
-
-
-def resolve_inside(root: str | Path, rel: str) -> Path | None:
-    """The resolved path of a manifest cell, or None when it escapes `root` (.., absolute, symlink)."""
-    return InsideResolver(root)(rel)
 
 
 def media_cells(df: pd.DataFrame | None) -> list[str]:

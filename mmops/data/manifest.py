@@ -6,18 +6,23 @@ from pathlib import Path
 
 import pandas as pd
 
-COLUMNS = ["sample_id", "split", "label", "text", "image", "audio"]
-MEDIA_COLUMNS = ["image", "audio"]
+from mmops.config import MODALITIES
+
+COLUMNS = ["sample_id", "split", "label", *MODALITIES]
+MEDIA_COLUMNS = [m for m in MODALITIES if m != "text"]  # cells that name a file
 SPLITS = ("train", "val", "test")
 # Optional: the test digits under distribution shift (unseen voices, noise, scales); evaluated only.
 SHIFTED = "test_shifted"
 ALL_SPLITS = SPLITS + (SHIFTED,)
 
 
+MANIFESTS = ("manifest.csv", "manifest.parquet")  # in order of preference
+
+
 def manifest_path(data_dir: str | Path) -> Path:
     """The manifest file of a dataset folder (CSV preferred, then Parquet)."""
     data_dir = Path(data_dir)
-    for name in ("manifest.csv", "manifest.parquet"):
+    for name in MANIFESTS:
         if (data_dir / name).exists():
             return data_dir / name
     raise FileNotFoundError(f"{data_dir}: no manifest.csv or manifest.parquet")

@@ -112,11 +112,3 @@ def probability_metrics(labels, probs) -> dict[str, float]:
         **ovr_auc(labels, probs),
         "ece": expected_calibration_error(labels, probs),
     }
-
-
-def __getattr__(name):  # kept importable from here for old callers
-    if name == "plot_confusion_matrix":
-        from mmops.evaluate.plots import plot_confusion_matrix
-
-        return plot_confusion_matrix
-    raise AttributeError(name)

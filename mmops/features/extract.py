@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
+import pandas as pd
 import torch
 
 from mmops.config import FeaturesConfig
+from mmops.data.hashing import bytes_sha256
+from mmops.data.tensor_store import cached_tensor
 from mmops.features.audio import LogMel, Waveform
 from mmops.features.image import ImageTransform
+from mmops.features.tensors import concat
 from mmops.features.text import TextTokenizer
 
 if TYPE_CHECKING:
     from mmops.config import ModelConfig
 
 Batch = dict[str, Any]
+CHUNK = 256  # rows featurized at a time
 AUDIO_INPUTS = ("log_mel", "waveform")
 
 
@@ -49,8 +53,11 @@ class FeatureExtractor:
     Media features are cached on disk keyed by the content hash of the file and the feature
     config, so a re-run of preprocessing only decodes what changed.
 
-    Audio is stored as the audio encoder takes it (`audio_input`): `"log_mel"`, a tensor
-    (N, 1, n_mels, frames); or `"waveform"`, {"waveform": (N, samples) zero-padded, "length": (N,)}.
+    Images: (N, C, size, size), C = `cfg.image.channels`. Audio is stored as the audio encoder
+    takes it (`audio_input`), the whole clip up to `cfg.audio.clip_seconds()`: `"log_mel"`,
+    {"mel": (N, 1, n_mels, frames) zero-padded, "frames": (N,) frames that hold signal}; or
+    `"waveform"`, {"waveform": (N, samples) zero-padded, "length": (N,)}. The model cuts windows
+    of `window_seconds()` out of a log-mel clip (`mmops.models.windows`).
     """
 
     def __init__(
@@ -73,7 +80,7 @@ class FeatureExtractor:
         self.cache_dir = cache_dir
         self._cfg_key = {
             "image": json.dumps(cfg.image.model_dump(), sort_keys=True),
-            "audio": json.dumps(cfg.audio.model_dump(), sort_keys=True),
+            "audio": json.dumps({**cfg.audio.model_dump(), "layout": "mel+frames"}, sort_keys=True),
             "waveform": json.dumps({**cfg.audio.model_dump(), "input": "waveform"}, sort_keys=True),
         }
 
@@ -82,41 +89,49 @@ class FeatureExtractor:
         """The extractor a model config needs: its tokenizer, and the audio input its encoder takes."""
         from mmops.models import audio_input, tokenizer_source
 
-        return cls(cfg, model.modalities, tokenizer_source(model), cache_dir, audio_input=audio_input(model))
+        return cls(cfg, model.active(), tokenizer_source(model), cache_dir, audio_input=audio_input(model))
 
     def image_shape(self) -> tuple[int, ...]:
-        return (1, self.cfg.image.size, self.cfg.image.size)
+        return (self.image.channels, self.image.size, self.image.size)
 
     def audio_shape(self) -> tuple[int, ...]:
         return (1, self.cfg.audio.n_mels, self.audio.frames)
 
     def __call__(self, texts: list[Any], images: list[bytes | None], audios: list[bytes | None]) -> Batch:
-        n = len(texts)
         batch: Batch = {"present": {}}
         if "text" in self.modalities:
             clean = ["" if is_missing(t) else str(t) for t in texts]
             batch["text"] = self.text(clean)
             batch["present"]["text"] = torch.tensor([bool(t.strip()) for t in clean], dtype=torch.bool)
-        if "audio" in self.modalities and self.audio_input == "waveform":
-            batch["audio"], batch["present"]["audio"] = self._waveforms(audios)
-        for name, items, fn, shape in (
-            ("image", images, self.image, self.image_shape()),
-            ("audio", audios, self.audio, self.audio_shape()),
-        ):
-            if name not in self.modalities or name in batch:
-                continue
-            out = torch.zeros((n, *shape))
-            present = torch.zeros(n, dtype=torch.bool)
-            for i, data in enumerate(items):
-                if data is not None:
-                    out[i] = self._cached(name, data, fn)
-                    present[i] = True
-            batch[name] = out
-            batch["present"][name] = present
+        if "image" in self.modalities:
+            batch["image"] = self._stack("image", images, self.image, self.image_shape())
+        if "audio" in self.modalities:
+            batch["audio"] = self._waveforms(audios) if self.audio_input == "waveform" else self._log_mels(audios)
+        for m, items in (("image", images), ("audio", audios)):
+            if m in self.modalities:
+                batch["present"][m] = torch.tensor([d is not None for d in items], dtype=torch.bool)
         return batch
 
-    def _waveforms(self, items: list[bytes | None]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """Zero-padded waveforms (N, samples), their lengths (N,) and the presence mask."""
+    def _stack(self, name: str, items: list[bytes | None], fn, shape: tuple[int, ...]) -> torch.Tensor:
+        """(N, *shape): each present item's features, zeros where it is missing."""
+        out = torch.zeros((len(items), *shape))
+        for i, data in enumerate(items):
+            if data is not None:
+                out[i] = self._cached(name, data, fn)
+        return out
+
+    def _log_mels(self, items: list[bytes | None]) -> dict[str, torch.Tensor]:
+        """{"mel": (N, 1, n_mels, frames) zero-padded, "frames": (N,)} (0 frames where missing)."""
+        mel = torch.zeros((len(items), *self.audio_shape()))
+        frames = torch.zeros(len(items), dtype=torch.long)
+        for i, data in enumerate(items):
+            if data is not None:
+                clip = self._cached("audio", data, self.audio)
+                mel[i], frames[i] = clip["mel"], clip["frames"]
+        return {"mel": mel, "frames": frames}
+
+    def _waveforms(self, items: list[bytes | None]) -> dict[str, torch.Tensor]:
+        """{"waveform": (N, samples) zero-padded, "length": (N,)}."""
         wave = torch.zeros(len(items), self.waveform.n_samples)
         length = torch.zeros(len(items), dtype=torch.long)
         for i, data in enumerate(items):
@@ -124,19 +139,28 @@ class FeatureExtractor:
                 w = self._cached("waveform", data, self.waveform)
                 wave[i, : len(w)] = w
                 length[i] = len(w)
-        present = torch.tensor([d is not None for d in items], dtype=torch.bool)
-        return {"waveform": wave, "length": length}, present
+        return {"waveform": wave, "length": length}
 
-    def _cached(self, modality: str, data: bytes, fn) -> torch.Tensor:
+    def _cached(self, modality: str, data: bytes, fn):
         if self.cache_dir is None:
             return fn(data)
-        key = hashlib.sha256(self._cfg_key[modality].encode() + data).hexdigest()
-        path = self.cache_dir / modality / key[:2] / f"{key}.pt"
-        if path.exists():
-            return torch.load(path, weights_only=True)
-        tensor = fn(data)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save(tensor, tmp)
-        tmp.replace(path)
-        return tensor
+        key = bytes_sha256(self._cfg_key[modality].encode() + data)
+        return cached_tensor(self.cache_dir / modality, key, lambda: fn(data))
+
+
+def featurize_frame(df: pd.DataFrame, extractor: FeatureExtractor, base_dir: Path | None, progress=None) -> dict:
+    """Featurize manifest rows (paths relative to `base_dir`, or raw bytes) in chunks."""
+    parts = []
+    task = progress.add_task("featurize", total=len(df)) if progress else None
+    for start in range(0, len(df), CHUNK):
+        chunk = df.iloc[start : start + CHUNK]
+        parts.append(
+            extractor(
+                list(chunk["text"]) if "text" in chunk else [""] * len(chunk),
+                [load_media_bytes(v, base_dir) for v in chunk.get("image", [None] * len(chunk))],
+                [load_media_bytes(v, base_dir) for v in chunk.get("audio", [None] * len(chunk))],
+            )
+        )
+        if progress:
+            progress.advance(task, len(chunk))
+    return concat(parts)

@@ -5,20 +5,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pandas as pd
 import torch
 from rich.progress import Progress
 
-from mmops.config import Params
+from mmops.catalog import Catalog
+from mmops.config import FeaturesConfig, ModelConfig
 from mmops.data.manifest import SHIFTED, SPLITS, read_manifest
 from mmops.data.splits import assign_splits
-from mmops.features.extract import FeatureExtractor, load_media_bytes
-from mmops.features.tensors import concat
+from mmops.errors import UserError
+from mmops.features.auto import Resolved, resolve
+from mmops.features.extract import FeatureExtractor, featurize_frame
 
-CHUNK = 256
 
-
-class NotValidatedError(RuntimeError):
+class NotValidatedError(UserError, RuntimeError):
     """Preprocessing refuses data whose validation failed or is stale."""
 
 
@@ -34,50 +33,37 @@ def require_passed_validation(validation_json: Path, data_hash: str | None = Non
     return report
 
 
-def build_extractor(params: Params, cache: bool = True) -> FeatureExtractor:
-    return FeatureExtractor.for_model(
-        params.features, params.model, cache_dir=params.paths.cache / "features" if cache else None
+def preprocess(
+    paths: Catalog, seed: int, classes: list[str] | str, features: FeaturesConfig, model: ModelConfig
+) -> Resolved:
+    """Resolve every `auto` from the data (`resolved.yaml`), then featurize each split of the validated
+    dataset `paths.data` into one tensor file per split in `paths.features` (`test_shifted` too when
+    the manifest has that split). Returns what `auto` resolved to."""
+    report = require_passed_validation(paths.validation_json)
+    df = assign_splits(read_manifest(paths.data), seed)
+    resolved = resolve(classes, features, model, df, paths.data)
+    class_index = {c: i for i, c in enumerate(resolved.classes)}
+    extractor = FeatureExtractor.for_model(
+        resolved.features_for(features), resolved.model_for(model), cache_dir=paths.feature_cache
     )
-
-
-def featurize_frame(df: pd.DataFrame, extractor: FeatureExtractor, base_dir: Path | None, progress=None) -> dict:
-    """Featurize manifest rows (paths relative to `base_dir`, or raw bytes) in chunks."""
-    parts = []
-    task = progress.add_task("featurize", total=len(df)) if progress else None
-    for start in range(0, len(df), CHUNK):
-        chunk = df.iloc[start : start + CHUNK]
-        parts.append(
-            extractor(
-                list(chunk["text"]) if "text" in chunk else [""] * len(chunk),
-                [load_media_bytes(v, base_dir) for v in chunk.get("image", [None] * len(chunk))],
-                [load_media_bytes(v, base_dir) for v in chunk.get("audio", [None] * len(chunk))],
-            )
-        )
-        if progress:
-            progress.advance(task, len(chunk))
-    return concat(parts)
-
-
-def preprocess(data_dir: Path, validation_json: Path, out_dir: Path, params: Params) -> Path:
-    """Featurize every split of a validated dataset into `out_dir/{train,val,test}.pt`
-    (and `test_shifted.pt` when the manifest has that split)."""
-    report = require_passed_validation(validation_json)
-    df = assign_splits(read_manifest(data_dir), params.seed)
-    class_index = {c: i for i, c in enumerate(params.classes)}
-    extractor = build_extractor(params)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    paths.features.mkdir(parents=True, exist_ok=True)
+    resolved.write(paths.resolved)
     counts = {}
     with Progress(transient=True) as progress:
         for split in SPLITS + ((SHIFTED,) if (df["split"] == SHIFTED).any() else ()):
             rows = df[df["split"] == split].reset_index(drop=True)
             if rows.empty:
                 raise ValueError(f"split {split!r} has no samples; the pipeline needs train, val and test")
-            batch = featurize_frame(rows, extractor, data_dir, progress)
+            unknown = sorted(set(rows["label"]) - set(class_index))
+            if unknown:
+                raise ValueError(f"split {split!r} has labels {unknown} that no training row has; "
+                                 f"the classes are {resolved.classes}")
+            batch = featurize_frame(rows, extractor, paths.data, progress)
             batch["labels"] = torch.tensor([class_index[label] for label in rows["label"]])
             batch["sample_ids"] = list(rows["sample_id"])
-            torch.save(batch, out_dir / f"{split}.pt")
+            torch.save(batch, paths.split(split))
             counts[split] = len(rows)
-    df[["sample_id", "split"]].to_csv(out_dir / "splits.csv", index=False)
-    meta = {"classes": params.classes, "counts": counts, "data_hash": report.get("data_hash")}
-    (out_dir / "meta.json").write_text(json.dumps(meta, indent=2))
-    return out_dir
+    df[["sample_id", "split"]].to_csv(paths.splits_csv, index=False)
+    meta = {"classes": resolved.classes, "counts": counts, "data_hash": report.get("data_hash")}
+    paths.features_meta.write_text(json.dumps(meta, indent=2))
+    return resolved

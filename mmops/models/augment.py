@@ -3,8 +3,10 @@
 SpecAugment masks time and frequency bands of log-mel spectrograms; spec warp stretches their
 mel and time axes (other speakers, other speaking rates); mel noise adds coloured noise in the
 mel power domain (other noise colours and levels); image jitter applies a random shift /
-rotation / scale. Both act on featurized batches (B, 1, H, W) (rows of a missing modality are
-ignored by the model anyway) and draw from torch's RNG (seeded by the recipe).
+rotation / scale. They act on featurized batches: images (B, C, H, W), log-mel clips
+{"mel": (B, 1, n_mels, frames), "frames": (B,)} (the whole stored clip, before a window is cut;
+rows of a missing modality are ignored by the model anyway), and draw from torch's RNG (seeded
+by the recipe).
 """
 
 from __future__ import annotations
@@ -14,7 +16,14 @@ import math
 import torch
 import torch.nn.functional as F
 
-from mmops.config import AugmentConfig, ImageJitterConfig, MelNoiseConfig, SpecAugmentConfig, SpecWarpConfig
+from mmops.config import (
+    AugmentConfig,
+    ImageJitterConfig,
+    MelNoiseConfig,
+    SpecAugmentConfig,
+    SpecWarpConfig,
+)
+from mmops.models.windows import is_mel_clip
 
 
 def _band_mask(n: int, size: int, max_width: int, n_masks: int, device) -> torch.Tensor:
@@ -77,9 +86,18 @@ def mel_noise(x: torch.Tensor, cfg: MelNoiseConfig) -> torch.Tensor:
     return torch.where(keep, torch.log(power + noise), x)
 
 
+def _background(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, 1, 1): a grey image's darkest value (the demo's digits are bright on dark); a colour
+    image's mean edge colour (its darkest channel values would mix the object's colour in)."""
+    if x.shape[1] == 1:
+        return x.amin(dim=(1, 2, 3), keepdim=True)
+    edges = torch.cat([x[..., 0, :], x[..., -1, :], x[..., :, 0], x[..., :, -1]], dim=-1)
+    return edges.mean(-1)[..., None, None]
+
+
 def image_jitter(x: torch.Tensor, cfg: ImageJitterConfig) -> torch.Tensor:
     """Random affine (shift, rotation, scale) of (B, C, H, W); uncovered area takes each image's
-    darkest value (its background), so a shrunken digit does not drag streaks of its edge."""
+    background (`_background`), so a shrunken object does not drag streaks of its edge."""
     b = x.shape[0]
     u = lambda: torch.rand(b, device=x.device) * 2 - 1  # noqa: E731  uniform in [-1, 1]
     angle = u() * math.radians(cfg.max_rotate_deg)
@@ -88,25 +106,30 @@ def image_jitter(x: torch.Tensor, cfg: ImageJitterConfig) -> torch.Tensor:
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
-    background = x.amin(dim=(1, 2, 3), keepdim=True)
+    background = _background(x)
     return F.grid_sample(x - background, grid, padding_mode="zeros", align_corners=False) + background
 
 
 def augmented_modalities(cfg: AugmentConfig, batch: dict) -> set[str]:
     """Modalities of `batch` whose inputs `augment_batch` changes (so not precomputable)."""
     audio = any(v is not None for v in (cfg.specaugment, cfg.spec_warp, cfg.mel_noise))
-    on = {"audio": audio, "image": cfg.image_jitter is not None}
-    return {m for m, enabled in on.items() if enabled and isinstance(batch.get(m), torch.Tensor)}
+    on = {
+        "audio": audio and is_mel_clip(batch.get("audio")),
+        "image": cfg.image_jitter is not None and isinstance(batch.get("image"), torch.Tensor),
+    }
+    return {m for m, enabled in on.items() if enabled}
 
 
 def augment_batch(batch: dict, cfg: AugmentConfig) -> dict:
     """A copy of `batch` with the configured augmentations applied to present rows."""
     out = dict(batch)
-    if isinstance(batch.get("audio"), torch.Tensor):
+    if is_mel_clip(batch.get("audio")):
+        mel = batch["audio"]["mel"]
         # order matters: noise and warps change the signal, masks then hide parts of it
         for step, step_cfg in ((mel_noise, cfg.mel_noise), (spec_warp, cfg.spec_warp), (spec_augment, cfg.specaugment)):
             if step_cfg is not None:
-                out["audio"] = step(out["audio"], step_cfg)
+                mel = step(mel, step_cfg)
+        out["audio"] = {**batch["audio"], "mel": mel}
     if cfg.image_jitter is not None and isinstance(batch.get("image"), torch.Tensor):
         out["image"] = image_jitter(batch["image"], cfg.image_jitter)
     return out

@@ -8,23 +8,40 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from mmops.config import ModelConfig
-from mmops.models.embedding_cache import cache_key, cached_embeddings, encoder_fingerprint, inputs_fingerprint
-from mmops.models.registry import ENCODERS, FUSIONS
+from mmops.config import FeaturesConfig, ModelConfig
+from mmops.data.tensor_store import cached_tensor
+from mmops.models.components import ENCODERS, FUSIONS
+from mmops.models.embedding_cache import (
+    cache_key,
+    encoder_fingerprint,
+    inputs_fingerprint,
+)
+from mmops.models.windows import encode_clip, is_mel_clip, mel_frames
 
 
 class MultimodalClassifier(nn.Module):
-    """Any subset of text/image/audio; a missing modality is replaced by a learned embedding."""
+    """Any subset of text/image/audio; a missing modality is replaced by a learned embedding.
 
-    def __init__(self, cfg: ModelConfig, n_classes: int, load_weights: bool = True) -> None:
+    `features` (default `FeaturesConfig()`) tells it what the data looks like: the image channels
+    its image encoder takes, and the audio window (log-mel frames) its audio encoder sees at a time.
+    """
+
+    def __init__(
+        self, cfg: ModelConfig, n_classes: int, load_weights: bool = True, features: FeaturesConfig | None = None
+    ) -> None:
         super().__init__()
-        self.modalities = list(cfg.modalities)
+        features = features or FeaturesConfig()
+        self.modalities = cfg.active()
+        self.window_frames = mel_frames(features.audio, features.audio.window_seconds())
         width = cfg.width
         p = cfg.modality_dropout
         self.modality_dropout = {m: float(p.get(m, 0.0) if isinstance(p, dict) else p) for m in self.modalities}
+        image_input = {"image": {"in_channels": features.image.channels}}
         self.encoders = nn.ModuleDict(
             {
-                m: ENCODERS.build(getattr(cfg, m).name, getattr(cfg, m).options, load_weights=load_weights)
+                m: ENCODERS.build(
+                    getattr(cfg, m).name, getattr(cfg, m).options, load_weights=load_weights, **image_input.get(m, {})
+                )
                 for m in self.modalities
             }
         )
@@ -71,16 +88,27 @@ class MultimodalClassifier(nn.Module):
             return token
         subset = rows(batch[m], present)
         # precomputed by `with_frozen_embeddings` (frozen encoders only)
-        features = subset["embedding"] if is_embedded(subset) else self.encoders[m](subset)
+        features = subset["embedding"] if is_embedded(subset) else self.encode(m, subset)
         encoded = self.projections[m](features)
         token = token.clone().to(encoded.dtype)
         token[present] = encoded
         return token
 
+    def encode(self, m: str, inputs) -> torch.Tensor:
+        """Modality `m`'s encoder on its inputs; a log-mel clip goes window by window (`mmops.models.windows`)."""
+        encoder = self.encoders[m]
+        if is_mel_clip(inputs):
+            return encode_clip(encoder, inputs, self.window_frames, encoder.training)
+        return encoder(inputs)
+
 
 def rows(inputs: torch.Tensor | dict[str, torch.Tensor], idx: torch.Tensor):
     """Rows `idx` (indices or a bool mask) of a modality's inputs: a tensor or a dict of tensors."""
     return {k: v[idx] for k, v in inputs.items()} if isinstance(inputs, dict) else inputs[idx]
+
+
+def _to_device(inputs: torch.Tensor | dict[str, torch.Tensor], device: torch.device):
+    return {k: v.to(device) for k, v in inputs.items()} if isinstance(inputs, dict) else inputs.to(device)
 
 
 def is_embedded(inputs) -> bool:
@@ -98,7 +126,8 @@ def with_frozen_embeddings(
     """Return `data` with frozen encoders' inputs replaced by their outputs, {"embedding": (N, D)}.
 
     Frozen encoders give the same output every epoch, so it is computed once per split; with
-    `cache_dir`, once per content hash across runs too (`mmops/models/embedding_cache.py`).
+    `cache_dir`, once per content hash across runs too (`mmops.data.tensor_store`, keyed by
+    `mmops/models/embedding_cache.py`).
     Modalities in `skip` (e.g. augmented ones, whose inputs change every epoch) and inputs
     already embedded are left as they are.
     """
@@ -111,20 +140,22 @@ def with_frozen_embeddings(
         idx = present.nonzero().flatten()
         inputs = rows(data[m], idx)
 
-        def compute(encoder=encoder, inputs=inputs, n=len(idx)) -> torch.Tensor:
+        def compute(m=m, encoder=encoder, inputs=inputs, n=len(idx)) -> torch.Tensor:
             was_training = encoder.training
             encoder.eval()
             parts = [
-                encoder({k: v.to(device) for k, v in chunk.items()} if isinstance(chunk, dict) else chunk.to(device))
-                .float().cpu()
+                model.encode(m, _to_device(chunk, device)).float().cpu()
                 for chunk in (rows(inputs, torch.arange(s, min(s + batch_size, n))) for s in range(0, n, batch_size))
             ]
             encoder.train(was_training)
             return torch.cat(parts) if parts else torch.zeros(0, encoder.out_dim)
 
         if cache_dir is not None and len(idx):
-            key = cache_key(encoder_fingerprint(encoder), inputs_fingerprint(inputs), device)
-            encoded = cached_embeddings(cache_dir, key, compute)
+            identity = encoder_fingerprint(encoder)
+            if is_mel_clip(inputs):  # the pooled output depends on the window too
+                identity += f"|window {model.window_frames}"
+            key = cache_key(identity, inputs_fingerprint(inputs), device)
+            encoded = cached_tensor(cache_dir, key, compute)
         else:
             encoded = compute()
         embedding = torch.zeros(present.shape[0], encoder.out_dim)

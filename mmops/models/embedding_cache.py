@@ -1,24 +1,18 @@
-"""Frozen-encoder embeddings on disk, keyed by content: reused across epochs and across runs.
+"""Keys for frozen-encoder embeddings on disk (`mmops.data.tensor_store`): reused across epochs and runs.
 
 The key hashes what decides the output: the encoder's class, its options (less where the weights
 came from), every tensor of its state dict, the input rows it embeds, the device type and the
 torch version. A different model, other weights or other inputs miss; nothing is ever stale.
-Files are written atomically, so concurrent runs (or DDP ranks) can share one cache folder.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
-import os
-from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
 
-log = logging.getLogger(__name__)
 LOCATION_OPTIONS = ("pretrained", "weights", "sha256")  # the weights themselves are hashed instead
 
 
@@ -54,22 +48,3 @@ def inputs_fingerprint(inputs: torch.Tensor | dict[str, torch.Tensor]) -> str:
 def cache_key(encoder_fp: str, inputs_fp: str, device: torch.device) -> str:
     parts = (encoder_fp, inputs_fp, torch.device(device).type, torch.__version__)
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
-
-
-def cached_embeddings(cache_dir: Path, key: str, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
-    """The tensor stored under `key`, else `compute()`, stored (atomically) and returned."""
-    path = Path(cache_dir) / key[:2] / f"{key}.pt"
-    if path.is_file():
-        try:
-            tensor = torch.load(path, map_location="cpu", weights_only=True)
-            log.info("frozen embeddings: cache hit %s", path)
-            return tensor
-        except Exception as err:  # noqa: BLE001  a truncated/corrupt file is recomputed, never trusted
-            log.warning("frozen embeddings: unreadable cache file %s (%s); recomputing", path, err)
-    tensor = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    torch.save(tensor, tmp)
-    os.replace(tmp, path)
-    log.info("frozen embeddings: stored %s", path)
-    return tensor

@@ -2,10 +2,13 @@
 
 Every encoder takes `load_weights`: False builds the architecture only, for loading a
 checkpoint that already holds the weights. An encoder whose `frozen` is True gets its
-embeddings computed once per content hash and cached (`mmops/models/embedding_cache.py`).
+embeddings computed once per content hash and cached (`mmops/models/embedding_cache.py` keys them).
+
+An image encoder also takes `in_channels` (1: grey, 3: RGB), from `features.image`.
 
 An audio encoder's config declares `input_feature` (a ClassVar): what the features stage stores
-for it, `"log_mel"` (B, 1, n_mels, frames) or `"waveform"` {"waveform": (B, samples), "length": (B,)}.
+for it, `"log_mel"` (the encoder sees (B, 1, n_mels, window frames): `mmops.models.windows` cuts
+windows out of the stored clip) or `"waveform"` {"waveform": (B, samples), "length": (B,)}.
 """
 
 from __future__ import annotations
@@ -16,15 +19,40 @@ import torch
 from pydantic import Field, StringConstraints
 from torch import nn
 
+from mmops.models.components import ENCODERS, ComponentConfig
 from mmops.models.pretrained import load_hf_backbone, resolve_pretrained
-from mmops.models.registry import ENCODERS
-from mmops.registry_base import ComponentConfig
 
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$")]
 SHA256_HELP = (
     "sha256 of the weight file (or a mapping file name -> sha256 for several); checked before "
     "loading, a mismatch fails. Unset: loaded with a warning"
 )
+
+
+def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of `hidden` (B, T, D) over the steps where `mask` (B, T) is set; (B, D)."""
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+class HFBackboneEncoder(nn.Module):
+    """A Hugging Face AutoModel backbone, frozen unless `cfg.trainable`; subclasses pool its output."""
+
+    def __init__(self, cfg: HFTextConfig | HFAudioConfig, owner: str, load_weights: bool) -> None:
+        super().__init__()
+        self.backbone = load_hf_backbone(cfg.pretrained, cfg.sha256, owner, load_weights)
+        self.cfg = cfg
+        self.out_dim = self.backbone.config.hidden_size
+        self.frozen = not cfg.trainable
+        if self.frozen:
+            self.backbone.requires_grad_(False)
+
+    def last_hidden_state(self, *args: torch.Tensor, **kwargs: torch.Tensor) -> torch.Tensor:
+        """The backbone's last hidden state; a frozen backbone runs in eval mode, without gradients."""
+        with torch.set_grad_enabled(self.cfg.trainable and torch.is_grad_enabled()):
+            if not self.cfg.trainable:
+                self.backbone.eval()
+            return self.backbone(*args, **kwargs).last_hidden_state
 
 
 class HFTextConfig(ComponentConfig):
@@ -35,17 +63,11 @@ class HFTextConfig(ComponentConfig):
 
 
 @ENCODERS.register("hf_text", HFTextConfig)
-class HFTextEncoder(nn.Module):
+class HFTextEncoder(HFBackboneEncoder):
     """A Hugging Face AutoModel with mean (or CLS) pooling; frozen unless `trainable`."""
 
     def __init__(self, cfg: HFTextConfig, load_weights: bool = True) -> None:
-        super().__init__()
-        self.backbone = load_hf_backbone(cfg.pretrained, cfg.sha256, "model.text.options", load_weights)
-        self.cfg = cfg
-        self.out_dim = self.backbone.config.hidden_size
-        self.frozen = not cfg.trainable
-        if self.frozen:
-            self.backbone.requires_grad_(False)
+        super().__init__(cfg, "model.text.options", load_weights)
 
     def tokenizer_path(self) -> str:
         return resolve_pretrained(self.cfg.pretrained)
@@ -53,14 +75,8 @@ class HFTextEncoder(nn.Module):
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         longest = max(int(inputs["attention_mask"].sum(1).max()), 1)  # drop all-padding columns
         mask = inputs["attention_mask"][:, :longest]
-        with torch.set_grad_enabled(self.cfg.trainable and torch.is_grad_enabled()):
-            if not self.cfg.trainable:
-                self.backbone.eval()
-            hidden = self.backbone(input_ids=inputs["input_ids"][:, :longest], attention_mask=mask).last_hidden_state
-        if self.cfg.pooling == "cls":
-            return hidden[:, 0]
-        weights = mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        hidden = self.last_hidden_state(input_ids=inputs["input_ids"][:, :longest], attention_mask=mask)
+        return hidden[:, 0] if self.cfg.pooling == "cls" else masked_mean(hidden, mask)
 
 
 class CNNConfig(ComponentConfig):
@@ -70,9 +86,8 @@ class CNNConfig(ComponentConfig):
     pool: int = Field(4, ge=1, le=16, description="final feature map is pooled to pool x pool")
 
 
-def _conv_stack(channels: list[int], dropout: float, stem_stride: int = 1, pool: int = 1) -> nn.Sequential:
+def _conv_stack(channels: list[int], dropout: float, stem_stride: int, pool: int, in_ch: int) -> nn.Sequential:
     layers: list[nn.Module] = []
-    in_ch = 1
     for i, out_ch in enumerate(channels):
         layers += [
             nn.Conv2d(in_ch, out_ch, 3, padding=1, stride=stem_stride if i == 0 else 1),
@@ -85,17 +100,21 @@ def _conv_stack(channels: list[int], dropout: float, stem_stride: int = 1, pool:
     return nn.Sequential(*layers)
 
 
-@ENCODERS.register("small_cnn_image", CNNConfig)
-class SmallCNNImageEncoder(nn.Module):
-    """A few conv blocks over a (1, H, W) grayscale image."""
+class ConvStackEncoder(nn.Module):
+    """`_conv_stack` over a (C, H, W) map -> channels[-1] * pool * pool features."""
 
-    def __init__(self, cfg: CNNConfig, load_weights: bool = True) -> None:
+    def __init__(self, cfg: CNNConfig, load_weights: bool = True, in_channels: int = 1) -> None:
         super().__init__()
-        self.net = _conv_stack(cfg.channels, cfg.dropout, cfg.stem_stride, cfg.pool)
+        self.net = _conv_stack(cfg.channels, cfg.dropout, cfg.stem_stride, cfg.pool, in_channels)
         self.out_dim = cfg.channels[-1] * cfg.pool * cfg.pool
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+@ENCODERS.register("small_cnn_image", CNNConfig)
+class SmallCNNImageEncoder(ConvStackEncoder):
+    """A few conv blocks over a (C, H, W) image, grey (C = 1) or RGB (C = 3)."""
 
 
 class MelCNNConfig(CNNConfig):
@@ -105,18 +124,13 @@ class MelCNNConfig(CNNConfig):
 
 
 @ENCODERS.register("mel_cnn_audio", MelCNNConfig)
-class MelCNNAudioEncoder(nn.Module):
-    """Conv blocks over a (1, n_mels, frames) log-mel spectrogram, per-utterance normalised."""
-
-    def __init__(self, cfg: MelCNNConfig, load_weights: bool = True) -> None:
-        super().__init__()
-        self.net = _conv_stack(cfg.channels, cfg.dropout, cfg.stem_stride, cfg.pool)
-        self.out_dim = cfg.channels[-1] * cfg.pool * cfg.pool
+class MelCNNAudioEncoder(ConvStackEncoder):
+    """Conv blocks over a (1, n_mels, frames) log-mel window, normalised per window."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mean = x.mean(dim=(2, 3), keepdim=True)
         std = x.std(dim=(2, 3), keepdim=True).clamp(min=1e-3)
-        return self.net((x - mean) / std)
+        return super().forward((x - mean) / std)
 
 
 class GRUTextConfig(ComponentConfig):
@@ -162,8 +176,7 @@ class GRUTextEncoder(nn.Module):
         packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         out, _ = self.gru(packed)
         hidden, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=longest)
-        weights = mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        return masked_mean(hidden, mask)
 
 
 class HFAudioConfig(ComponentConfig):
@@ -179,18 +192,12 @@ class HFAudioConfig(ComponentConfig):
 
 
 @ENCODERS.register("hf_audio", HFAudioConfig)
-class HFAudioEncoder(nn.Module):
+class HFAudioEncoder(HFBackboneEncoder):
     """A Hugging Face audio model on the raw waveform; mean over the frames of the real signal."""
 
     def __init__(self, cfg: HFAudioConfig, load_weights: bool = True) -> None:
-        super().__init__()
-        self.backbone = load_hf_backbone(cfg.pretrained, cfg.sha256, "model.audio.options", load_weights)
-        self.cfg = cfg
-        self.out_dim = self.backbone.config.hidden_size
-        self.frozen = not cfg.trainable
-        if self.frozen:
-            self.backbone.requires_grad_(False)
-        elif cfg.freeze_feature_encoder and hasattr(self.backbone, "freeze_feature_encoder"):
+        super().__init__(cfg, "model.audio.options", load_weights)
+        if not self.frozen and cfg.freeze_feature_encoder and hasattr(self.backbone, "freeze_feature_encoder"):
             self.backbone.freeze_feature_encoder()
         config = self.backbone.config
         self.min_samples = 1  # the feature encoder's receptive field: shorter input has no frame
@@ -211,14 +218,9 @@ class HFAudioEncoder(nn.Module):
             wave = (wave - mean) / torch.sqrt(var + 1e-7) * valid
         # models with layer-norm feature encoders take a mask; group-norm ones (wav2vec2-base) expect zero padding
         extra = {"attention_mask": valid.long()} if self.use_attention_mask else {}
-        with torch.set_grad_enabled(self.cfg.trainable and torch.is_grad_enabled()):
-            if not self.cfg.trainable:
-                self.backbone.eval()
-            hidden = self.backbone(wave, **extra).last_hidden_state
+        hidden = self.last_hidden_state(wave, **extra)
         if hasattr(self.backbone, "_get_feat_extract_output_lengths"):
             frames = self.backbone._get_feat_extract_output_lengths(length).clamp(min=1, max=hidden.shape[1])
         else:
             frames = torch.full_like(length, hidden.shape[1])
-        weights = (torch.arange(hidden.shape[1], device=hidden.device)[None] < frames[:, None]).unsqueeze(-1)
-        weights = weights.to(hidden.dtype)
-        return (hidden * weights).sum(1) / weights.sum(1)
+        return masked_mean(hidden, torch.arange(hidden.shape[1], device=hidden.device)[None] < frames[:, None])

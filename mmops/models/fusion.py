@@ -8,8 +8,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from mmops.models.registry import FUSIONS
-from mmops.registry_base import ComponentConfig
+from mmops.models.components import FUSIONS, ComponentConfig
 
 
 class ConcatConfig(ComponentConfig):

@@ -12,13 +12,15 @@ The project root is `$MMOPS_PROJECT_ROOT`, else the working directory (where `pa
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import logging
 import os
 from functools import lru_cache
 from pathlib import Path
+
+from mmops.data.hashing import file_sha256
+from mmops.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +29,11 @@ HF_PICKLE = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 Pin = str | dict[str, str] | None
 
 
-class UnsafeWeightsError(ValueError):
+class UnsafeWeightsError(UserError, ValueError):
     """A pickle-based weight file outside the project root."""
 
 
-class WeightsHashMismatch(ValueError):
+class WeightsHashMismatch(UserError, ValueError):
     """A weight file whose sha256 differs from the pinned one."""
 
 
@@ -62,19 +64,15 @@ def inside_project(path: Path) -> bool:
     return Path(path).resolve().is_relative_to(project_root())
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, memoised per (path, size, mtime) within the process."""
+def weights_sha256(path: Path) -> str:
+    """`file_sha256`, memoised per (path, size, mtime) in the process: weights are checked at every load."""
     st = Path(path).stat()
-    return _sha256_cached(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    return _memoised_sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
 
 
 @lru_cache(maxsize=64)
-def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _memoised_sha256(path: str, size: int, mtime_ns: int) -> str:
+    return file_sha256(path)  # size and mtime only key the cache
 
 
 def is_safetensors(path: Path) -> bool:
@@ -109,7 +107,7 @@ def check_weights(files: list[Path], sha256: Pin, owner: str) -> None:
         expected = sha256 if pins is None else pins.get(f.name)
         if expected is None:
             raise WeightsHashMismatch(f"{owner}: weight file {f} has no sha256 pin (pinned: {', '.join(pins)})")
-        actual = sha256_file(f)
+        actual = weights_sha256(f)
         if actual != expected.lower():
             raise WeightsHashMismatch(f"{owner}: sha256 mismatch for {f}: expected {expected.lower()}, actual {actual}")
 

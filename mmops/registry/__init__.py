@@ -1,1 +1,1 @@
-"""MLflow tracking, the raw-input pyfunc, registration and the promotion gate."""
+"""MLflow only: tracking, registration (the `register` stage), the promotion gate and alias moves."""

@@ -18,13 +18,15 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel
 
-from mmops.config import GateConfig, RegressionLimit
+from mmops.catalog import METRICS_JSON
+from mmops.config import MODALITIES, GateConfig, RegressionLimit
+from mmops.errors import UserError
 from mmops.flatten import flatten
 
 LOWER_IS_BETTER_SUFFIXES = ("_ms", "ece", "loss")
 
 
-class UnknownMetricError(ValueError):
+class UnknownMetricError(UserError, ValueError):
     """A gate rule names a metric key that the evaluation did not produce."""
 
 
@@ -44,7 +46,7 @@ class GateDecision(BaseModel):
 
     def summary(self) -> str:
         verdict = "PROMOTE" if self.promote else "REJECT"
-        failed = [r.rule for r in self.rules if not r.passed]
+        failed = self.failed()
         return verdict + (f" (failed: {', '.join(failed)})" if failed else " (all rules passed)")
 
     def failed(self) -> list[str]:
@@ -69,13 +71,26 @@ def _unknown(key: str, available: Mapping, source: str) -> str:
     return f"metric {key!r} is not in {source}; available keys: {', '.join(sorted(available))}"
 
 
+def applicable(gate: GateConfig, modalities: list[str]) -> GateConfig:
+    """The rules that apply to a model on `modalities`: a rule on `without_<m>.*` needs `m` and another
+    modality (evaluate drops a modality only from a fused model), so a dataset without audio keeps
+    the rest of the gate."""
+
+    def applies(key: str) -> bool:
+        dropped = key.split(".", 1)[0].removeprefix("without_")
+        return dropped not in MODALITIES or (dropped in modalities and len(modalities) > 1)
+
+    sections = ("floors", "ceilings", "regression")
+    return gate.model_copy(update={s: {k: v for k, v in getattr(gate, s).items() if applies(k)} for s in sections})
+
+
 def check_metric_keys(gate: GateConfig, metrics: Mapping) -> None:
     """Raise UnknownMetricError naming every gate key that `metrics` lacks, with the keys it has."""
     flat = numeric(metrics)
     missing = [k for k in [*gate.floors, *gate.ceilings, *gate.regression] if k not in flat]
     if missing:
         raise UnknownMetricError(
-            f"gate rule(s) on unknown metric key(s) {missing}: not in metrics.json; "
+            f"gate rule(s) on unknown metric key(s) {missing}: not in {METRICS_JSON}; "
             f"available keys: {', '.join(sorted(flat))}"
         )
 
@@ -91,7 +106,7 @@ def bound_rules(metrics: Mapping, gate: GateConfig) -> list[RuleResult]:
         for key, threshold in bounds.items():
             if key not in flat:
                 rules.append(RuleResult(rule=f"{kind}.{key}", value=None, threshold=threshold, passed=False,
-                                        detail=_unknown(key, flat, "metrics.json")))
+                                        detail=_unknown(key, flat, METRICS_JSON)))
                 continue
             value = flat[key]
             rules.append(RuleResult(rule=f"{kind}.{key}", value=round(value, 6), threshold=threshold,

@@ -8,6 +8,12 @@ import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import pandas as pd
+import yaml
+
+from mmops.data.hashing import file_sha256
+from mmops.data.manifest import MEDIA_COLUMNS
+
 
 def git_commit() -> tuple[str, bool]:
     """(commit, dirty) of the working tree, or ("unknown", False) outside git."""
@@ -25,8 +31,6 @@ def dvc_data_md5(data_dir: Path, lock: Path = Path("dvc.lock")) -> str | None:
     """DVC's md5 of the dataset folder as recorded in `dvc.lock`, when DVC produced or tracks it."""
     if not lock.exists():
         return None
-    import yaml
-
     target = Path(data_dir).resolve()
     for stage in (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).values():
         for out in stage.get("outs", []):
@@ -56,24 +60,11 @@ def pip_requirements() -> list[str]:
     return reqs
 
 
-def model_hash(model_dir: Path) -> str:
-    """sha256 over every file of a model folder (relative path + content), independent of its location."""
-    from mmops.data.hashing import file_sha256
-
-    root = Path(model_dir)
-    h = hashlib.sha256(b"mmops-model-v1\n")
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        h.update(path.relative_to(root).as_posix().encode() + b"\0" + file_sha256(path).encode() + b"\n")
-    return h.hexdigest()
-
-
-def frozen_test_hash(frame) -> str:
-    """sha256 of the test rows by content: sample id, label, text and the bytes of each media file."""
-    from mmops.data.hashing import file_sha256
-
+def frozen_test_hash(frame: pd.DataFrame) -> str:
+    """sha256 of `frozen_test_rows` by content: sample id, label, text and the bytes of each media file."""
     h = hashlib.sha256(b"mmops-test-rows-v1\n")
-    for row in frame.sort_values("sample_id").itertuples(index=False):
-        media = [file_sha256(p) if p else "" for p in (row.image, row.audio)]
-        h.update("\0".join([str(row.sample_id), str(row.label), str(row.text), *media]).encode() + b"\n")
+    for row in frame.sort_values("sample_id").to_dict("records"):
+        media = [file_sha256(row[c]) if row[c] else "" for c in MEDIA_COLUMNS]
+        h.update("\0".join([str(row["sample_id"]), str(row["label"]), str(row["text"]), *media]).encode() + b"\n")
     return h.hexdigest()
 

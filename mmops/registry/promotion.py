@@ -30,6 +30,7 @@ from urllib.parse import urlparse
 from pydantic import BaseModel
 
 from mmops.env import STATE_DIR
+from mmops.errors import UserError
 from mmops.registry.gate import GateDecision
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -44,7 +45,7 @@ LOCK_TIMEOUT_S = 300.0
 Action = Literal["auto-promote", "promote", "rollback"]
 
 
-class PromotionError(RuntimeError):
+class PromotionError(UserError, RuntimeError):
     """A promotion or rollback that cannot happen; the message says why and what to do."""
 
 

@@ -1,5 +1,6 @@
 """Stage `register`: log the run, register the pyfunc as `challenger`, gate, quantise, maybe promote.
 
+`register` reads as its list of steps; each step is a function below it, in the order it runs.
 Promotion is compare-and-set (mmops/registry/promotion.py): the champion is re-read under a lock
 right before `champion` moves; if another run moved it since the gate compared, the gate runs
 again against the new champion, still under the lock, and only a pass moves the alias.
@@ -10,134 +11,139 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+
 import mmops
+from mmops.catalog import GATE_MD, HISTORY_JSON, Catalog
+from mmops.compress.quantize import QuantizeReport, quantize_and_compare
 from mmops.config import Params
-from mmops.data.hashing import dataset_hash
+from mmops.data.hashing import dataset_hash, tree_sha256
+from mmops.errors import UserError
 from mmops.flatten import flatten
+from mmops.inference.pyfunc import MODEL_DIR_ARTIFACT, MultimodalPyfunc
 from mmops.registry.gate import (
     GateDecision,
+    applicable,
     check_metric_keys,
     decide,
     numeric,
     render_markdown,
     same_test_data_rule,
 )
-from mmops.registry.lineage import dvc_data_md5, frozen_test_hash, git_commit, model_hash, params_hash, pip_requirements
+from mmops.registry.lineage import (
+    dvc_data_md5,
+    frozen_test_hash,
+    git_commit,
+    params_hash,
+    pip_requirements,
+)
 from mmops.registry.promotion import (
     CHALLENGER,
     CHAMPION,
     INT8_VERSION_TAG,
+    MoveResult,
     compare_and_set,
     current_version,
     decision_rules,
 )
-from mmops.registry.pyfunc import MODEL_DIR_ARTIFACT, MultimodalPyfunc
 from mmops.registry.scoring import frozen_test_rows, score_model
 from mmops.registry.tracking import setup_mlflow
 
 __all__ = ["CHALLENGER", "CHAMPION", "RegistrationRefused", "register"]
 
+Gate = Callable[[str | None], GateDecision]  # champion version (or None) -> decision
 
-class RegistrationRefused(RuntimeError):
+
+class RegistrationRefused(UserError, RuntimeError):
     """Raised when the inputs of a registration are not trustworthy (e.g. failed validation)."""
 
 
-def register(
-    model_dir: Path,
-    metrics_dir: Path,
-    validation_json: Path,
-    features_dir: Path,
-    data_dir: Path,
-    params: Params,
-    out_dir: Path,
-) -> dict:
+def register(params: Params, paths: Catalog) -> dict:
     """Log and register the model, then promote it to `champion` if the gate passes.
 
-    Writes `out_dir/registry.json` (version, decision, rules, quantised variant) and `out_dir/gate.md`.
+    Writes `paths.registry_json` (version, decision, rules, quantised variant) and `paths.gate_md`.
     """
-    validation = json.loads(Path(validation_json).read_text())
+    validation, metrics, history = check_inputs(params, paths)
+    frame = frozen_test_rows(paths.data, paths.splits_csv)
+    lineage = collect_lineage(params, paths, validation, frame)
+    setup_mlflow(params.registry.experiment)
+    client, name = MlflowClient(), params.registry.model_name
+    with mlflow.start_run() as run:
+        lineage["run_id"] = run.info.run_id
+        log_run(params, paths, lineage, metrics, history)
+        version = register_challenger(client, name, paths.model)
+        gate = build_gate(params, paths, metrics, frame, lineage["test_data_hash"], name, version)
+        champion = current_version(client, name, CHAMPION)
+        decision = gate(champion)
+        quant, int8_version = register_int8_variant(params, paths, client, name, version, lineage)
+        tag_version(client, name, version, decision, lineage)  # before the move: history reads the int8 tag
+        moved = promote(client, name, version, champion, decision, gate, run.info.run_id)
+        tag_version(client, name, version, moved.decision, {}, moved)
+        report = render_markdown(moved.decision, name, version, extra=quant.markdown(int8_version) if quant else "")
+        mlflow.log_text(report, f"gate/{GATE_MD}")
+    result = {
+        "model_name": name, "version": version, "run_id": run.info.run_id, "promoted": moved.moved,
+        "champion_version": current_version(client, name, CHAMPION),
+        "previous_champion": moved.decision.champion_version, "regated_against": moved.regated_against,
+        "decision": moved.decision.model_dump(), "lineage": lineage,
+        "quantized": (quant.model_dump() | {"version": int8_version}) if quant else None,
+        "tracking_uri": mlflow.get_tracking_uri(),
+    }
+    write_report(paths, result, report)
+    return result
+
+
+def check_inputs(params: Params, paths: Catalog) -> tuple[dict, dict, dict]:
+    """(validation report, metrics, training history); refuse before anything is logged if they are unusable."""
+    validation = json.loads(paths.validation_json.read_text())
     if not validation.get("passed"):
-        raise RegistrationRefused(f"data validation failed ({validation_json}); nothing is registered")
-    metrics = json.loads((Path(metrics_dir) / "metrics.json").read_text())
-    check_metric_keys(params.gate, metrics)  # a typo in gate: fails before anything is registered
-    history = json.loads((Path(model_dir) / "history.json").read_text())
-    name = params.registry.model_name
-    frame = frozen_test_rows(data_dir, features_dir)
-    meta = Path(features_dir) / "meta.json"
-    same_data = same_test_data_rule(
-        json.loads(meta.read_text()).get("data_hash") if meta.exists() else None, dataset_hash(data_dir)
-    )
+        raise RegistrationRefused(f"data validation failed ({paths.validation_json}); nothing is registered")
+    metrics = json.loads(paths.metrics_json.read_text())
+    check_metric_keys(applicable(params.gate, params.model.active()), metrics)  # a typo in gate: fails before anything is registered
+    return validation, metrics, json.loads((paths.model / HISTORY_JSON).read_text())
+
+
+def collect_lineage(params: Params, paths: Catalog, validation: dict, frame: pd.DataFrame) -> dict[str, str]:
+    """Where the model comes from: git commit, data, params, model and frozen test rows (hashes)."""
     commit, dirty = git_commit()
-    lineage = {
+    return {
         "git_commit": commit,
         "git_dirty": str(dirty).lower(),
         "data_hash": str(validation.get("data_hash")),
         "params_hash": params_hash(params.dump()),
-        "dvc_data_md5": dvc_data_md5(data_dir) or "not tracked by dvc",
-        "model_hash": model_hash(model_dir),
+        "dvc_data_md5": dvc_data_md5(paths.data) or "not tracked by dvc",
+        "model_hash": tree_sha256(paths.model),
         "test_data_hash": frozen_test_hash(frame),
-        "validation_report": str(validation_json),
+        "validation_report": str(paths.validation_json),
     }
 
-    mlflow = setup_mlflow(params.registry.experiment)
-    client = mlflow.MlflowClient()
-    with mlflow.start_run() as run:
-        lineage["run_id"] = run.info.run_id
-        mlflow.set_tags({k: v for k, v in lineage.items() if k != "run_id"})
-        mlflow.log_params({k: str(v)[:6000] for k, v in flatten(params.dump()).items()})
-        for row in history["epochs"]:
-            mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
-        mlflow.log_metrics({f"test_{k}": v for k, v in numeric(metrics).items()})
-        mlflow.log_artifacts(str(metrics_dir), "evaluation")
-        for report in (Path(validation_json), Path(validation_json).with_suffix(".md")):
-            if report.exists():
-                mlflow.log_artifact(str(report), "validation")
-        version = _log_pyfunc(mlflow, model_dir, name, "model")
-        client.set_registered_model_alias(name, CHALLENGER, version)
 
-        gate = _gate_function(mlflow, metrics, frame, params, name, version, same_data, lineage["test_data_hash"])
-        champion = current_version(client, name, CHAMPION)
-        decision = gate(champion)
-        quant, int8_version = (None, None)
-        if params.quantize.enabled:
-            quant, int8_version = _quantize(mlflow, client, name, version, model_dir, features_dir, params, lineage)
-        _tag_version(client, name, version, decision, lineage)  # before the move: history reads the int8 tag
-        promoted, regated = False, None
-        if decision.promote:
-            moved = compare_and_set(
-                client, name, version, champion, action="auto-promote", regate=gate,
-                reason=f"gate passed in run {run.info.run_id}", rules=decision_rules(decision),
-            )
-            promoted, regated = moved.moved, moved.regated_against
-            if moved.decision is not None:
-                decision = moved.decision
-        _tag_version(client, name, version, decision, {}, promoted=promoted, regated=regated)
-        report = render_markdown(decision, name, version, extra=quant.markdown(int8_version) if quant else "")
-        mlflow.log_text(report, "gate/gate.md")
-
-    result = {
-        "model_name": name,
-        "version": version,
-        "run_id": run.info.run_id,
-        "promoted": promoted,
-        "champion_version": current_version(client, name, CHAMPION),
-        "previous_champion": decision.champion_version,
-        "regated_against": regated,
-        "decision": decision.model_dump(),
-        "lineage": lineage,
-        "quantized": (quant.model_dump() | {"version": int8_version}) if quant else None,
-        "tracking_uri": mlflow.get_tracking_uri(),
-    }
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "registry.json").write_text(json.dumps(result, indent=2))
-    (out_dir / "gate.md").write_text(report)
-    return result
+def log_run(params: Params, paths: Catalog, lineage: dict, metrics: dict, history: dict) -> None:
+    """Lineage tags, params, the per-epoch history, the test metrics, the evaluation and validation reports."""
+    mlflow.set_tags({k: v for k, v in lineage.items() if k != "run_id"})
+    mlflow.log_params({k: str(v)[:6000] for k, v in flatten(params.dump()).items()})
+    for row in history["epochs"]:
+        mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
+    mlflow.log_metrics({f"test_{k}": v for k, v in numeric(metrics).items()})
+    mlflow.log_artifacts(str(paths.metrics), "evaluation")
+    for report in (paths.validation_json, paths.validation_md):
+        if report.exists():
+            mlflow.log_artifact(str(report), "validation")
 
 
-def _log_pyfunc(mlflow, model_dir: Path, name: str, artifact_name: str) -> str:
+def register_challenger(client: MlflowClient, name: str, model_dir: Path) -> str:
+    """Register the model folder as a new version and point `challenger` at it; returns the version."""
+    version = log_pyfunc(model_dir, name, "model")
+    client.set_registered_model_alias(name, CHALLENGER, version)
+    return version
+
+
+def log_pyfunc(model_dir: Path, name: str, artifact_name: str) -> str:
     """Log `model_dir` as the raw-input pyfunc and register it; returns the new version."""
     info = mlflow.pyfunc.log_model(
         name=artifact_name,
@@ -150,10 +156,14 @@ def _log_pyfunc(mlflow, model_dir: Path, name: str, artifact_name: str) -> str:
     return str(info.registered_model_version)
 
 
-def _gate_function(mlflow, metrics, frame, params: Params, name: str, version: str, same_data, test_hash: str
-                   ) -> Callable[[str | None], GateDecision]:
-    """champion version (or None) -> decision; challenger and champion re-scored on the same rows."""
-    keys = list(params.gate.regression)
+def build_gate(params: Params, paths: Catalog, metrics: dict, frame: pd.DataFrame, test_hash: str, name: str,
+               version: str) -> Gate:
+    """The gate against any champion; challenger and champion are re-scored on the same frozen rows."""
+    meta = paths.features_meta
+    evaluated_on = json.loads(meta.read_text()).get("data_hash") if meta.exists() else None
+    same_data = same_test_data_rule(evaluated_on, dataset_hash(paths.data))
+    rules = applicable(params.gate, params.model.active())
+    keys = list(rules.regression)
     challenger_scores: dict = {}
 
     def gate(champion: str | None) -> GateDecision:
@@ -166,28 +176,31 @@ def _gate_function(mlflow, metrics, frame, params: Params, name: str, version: s
         elif champion is not None:
             champion_scores = {}
         return decide(
-            metrics, champion_scores, True, params.gate, champion, challenger_scores=challenger_scores or None,
+            metrics, champion_scores, True, rules, champion, challenger_scores=challenger_scores or None,
             same_data=same_data, test_data_hash=test_hash,
         )
 
     return gate
 
 
-def _quantize(mlflow, client, name: str, version: str, model_dir: Path, features_dir: Path, params: Params,
-              lineage: dict):
-    """Compare a dynamic int8 variant with the fp32 model; register it when the accuracy drop is within limits."""
-    from mmops.registry.quantize import quantize_and_compare
+def register_int8_variant(params: Params, paths: Catalog, client: MlflowClient, name: str, version: str,
+                          lineage: dict) -> tuple[QuantizeReport | None, str | None]:
+    """Compare a dynamic int8 variant with the fp32 model; register it when the accuracy drop is within limits.
 
+    Returns (the comparison, the int8 version); (None, None) when quantisation is off.
+    """
+    if not params.quantize.enabled:
+        return None, None
     with tempfile.TemporaryDirectory(prefix="mmops-int8-") as tmp:
         int8_dir = Path(tmp) / "model_int8"
-        report = quantize_and_compare(model_dir, features_dir, params.quantize, int8_dir)
+        report = quantize_and_compare(paths.model, paths.features, params.quantize, int8_dir)
         mlflow.log_metrics({f"int8_{k}": float(v) for k, v in report.model_dump().items() if not isinstance(v, bool)})
         mlflow.log_text(report.markdown(), "gate/quantize.md")
         int8_version = None
         if report.accepted:
-            int8_version = _log_pyfunc(mlflow, int8_dir, name, "model_int8")
+            int8_version = log_pyfunc(int8_dir, name, "model_int8")
             int8_tags = {f"lineage.{k}": v for k, v in lineage.items()} | {
-                "lineage.model_hash": model_hash(int8_dir),
+                "lineage.model_hash": tree_sha256(int8_dir),
                 "lineage.source_model_hash": lineage["model_hash"],
                 "mmops.variant": "int8",
                 "mmops.variant_of": version,
@@ -209,19 +222,38 @@ def _quantize(mlflow, client, name: str, version: str, model_dir: Path, features
     return report, int8_version
 
 
-def _tag_version(client, name: str, version: str, decision: GateDecision, lineage: dict, promoted: bool | None = None,
-                 regated: str | None = None) -> None:
-    """Lineage and every rule's verdict as version tags; `gate.decision` is the final outcome."""
+def tag_version(client: MlflowClient, name: str, version: str, decision: GateDecision, lineage: dict,
+                moved: MoveResult | None = None) -> None:
+    """Lineage and every rule's verdict as version tags; `gate.decision` is `pending` until the move is known."""
     tags = {f"lineage.{k}": v for k, v in lineage.items()}
-    if promoted is None:
+    if moved is None:
         tags["gate.decision"] = "pending" if decision.promote else "rejected"
     else:
-        tags["gate.decision"] = "promoted" if promoted else "rejected"
+        tags["gate.decision"] = "promoted" if moved.moved else "rejected"
+        if moved.regated_against is not None:
+            tags["gate.regated_against"] = moved.regated_against
     tags["gate.champion_compared"] = decision.champion_version or "none"
     tags["gate.test_data_hash"] = decision.test_data_hash or "none"
-    if regated is not None:
-        tags["gate.regated_against"] = regated
     for r in decision.rules:
         tags[f"gate.{r.rule}"] = f"{'pass' if r.passed else 'fail'} value={r.value} threshold={r.threshold}"
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
+
+
+def promote(client: MlflowClient, name: str, version: str, champion: str | None, decision: GateDecision, gate: Gate,
+            run_id: str) -> MoveResult:
+    """Compare-and-set `champion` to the challenger when the gate passed; `decision` of the result is the final one."""
+    if not decision.promote:
+        return MoveResult(False, champion, version, decision=decision)
+    moved = compare_and_set(
+        client, name, version, champion, action="auto-promote", regate=gate,
+        reason=f"gate passed in run {run_id}", rules=decision_rules(decision),
+    )
+    return moved if moved.decision is not None else replace(moved, decision=decision)
+
+
+def write_report(paths: Catalog, result: dict, gate_md: str) -> None:
+    """The registration (`registry.json`) and the gate's decision (`gate.md`) beside the other reports."""
+    paths.reports.mkdir(parents=True, exist_ok=True)
+    paths.registry_json.write_text(json.dumps(result, indent=2))
+    paths.gate_md.write_text(gate_md)

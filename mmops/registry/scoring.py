@@ -5,31 +5,34 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
-from mmops.data.manifest import read_manifest
+from mmops.config import MODALITIES
+from mmops.data.manifest import MEDIA_COLUMNS, read_manifest
 from mmops.evaluate.metrics import classification_metrics, probability_metrics
 
-MODALITY_COLUMNS = ("text", "image", "audio")
 
+def frozen_test_rows(data_dir: Path, splits_csv: Path) -> pd.DataFrame:
+    """The frozen test split as raw rows with absolute media paths (what a client would send).
 
-def frozen_test_rows(data_dir: Path, features_dir: Path) -> pd.DataFrame:
-    """The frozen test split as raw rows with absolute media paths (what a client would send)."""
+    Every modality column is present: one the manifest lacks is empty in every row (missing).
+    """
     df = read_manifest(data_dir).drop(columns=["split"], errors="ignore")
-    splits = pd.read_csv(Path(features_dir) / "splits.csv", dtype=str)
-    df = df.merge(splits, on="sample_id")
+    df = df.merge(pd.read_csv(splits_csv, dtype=str), on="sample_id")
     test = df[df["split"] == "test"].reset_index(drop=True)
-    for column in ("image", "audio"):
-        test[column] = [str(Path(data_dir).resolve() / p) if p else "" for p in test[column]]
+    test = test.assign(**{m: "" for m in MODALITIES if m not in test})
+    root = Path(data_dir).resolve()
+    for column in MEDIA_COLUMNS:
+        test[column] = [str(root / p) if p else "" for p in test[column]]
     return test
-
 
 
 def removed_modalities(keys: Iterable[str]) -> list[str]:
     """Modalities that `without_<m>.<metric>` keys ask to be scored with that modality blanked."""
     wanted = {k.split(".", 1)[0].removeprefix("without_") for k in keys if k.startswith("without_")}
-    return [m for m in MODALITY_COLUMNS if m in wanted]
+    return [m for m in MODALITIES if m in wanted]
 
 
 def score_predictions(labels: list[str], predictions: pd.DataFrame) -> dict:
@@ -47,11 +50,9 @@ def score_model(model, frame: pd.DataFrame, keys: Iterable[str] = ()) -> dict:
     by blanking that column (a missing modality, as at serving time).
     """
     if isinstance(model, str):
-        import mlflow.pyfunc
-
         model = mlflow.pyfunc.load_model(model)
     labels = list(frame["label"])
-    inputs = frame[list(MODALITY_COLUMNS)]
+    inputs = frame[list(MODALITIES)]
     scores = score_predictions(labels, model.predict(inputs))
     for modality in removed_modalities(keys):
         blanked = inputs.assign(**{modality: ""})

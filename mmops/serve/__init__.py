@@ -1,19 +1,12 @@
-"""Serving: the champion behind an HTTP API (`app`), micro-batching, hot reload, PII scrubbing.
+"""Serving: the champion behind an HTTP API, micro-batched and hot-reloaded.
 
-Kept import-light: `mmops.serve.privacy` is used by the feature extractor at training time,
-so importing this package must not pull in FastAPI, uvicorn or MLflow.
+    app        create_app / serve: the FastAPI wiring
+    settings   ServeSettings (env MMOPS_SERVE_*)
+    inputs     request body -> checked rows (size, JSON, base64, media decode, multipart)
+    auth       the bearer token
+    metrics    Prometheus collectors
+    batching   concurrent requests share one model call
+    reloader   model sources; a new champion swapped in without a restart
+
+Import the submodules you need (`mmops.serve.app` pulls in FastAPI and MLflow).
 """
-
-from __future__ import annotations
-
-from mmops.serve.privacy import scrub_pii, scrub_texts
-
-__all__ = ["scrub_pii", "scrub_texts", "create_app", "ServeSettings"]
-
-
-def __getattr__(name: str):
-    if name in ("create_app", "ServeSettings"):
-        from mmops.serve import app
-
-        return getattr(app, name)
-    raise AttributeError(f"module 'mmops.serve' has no attribute {name!r}")

@@ -17,11 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
-from mmops.train.checkpoint import CHECKPOINT, LoadedModel, load_model_dir
+from mmops.inference.model_dir import LoadedModel, load_model_dir
+from mmops.inference.predict import load_model_uri, warm_up
 
 log = logging.getLogger("mmops.serve")
-
-MODALITIES = ("text", "image", "audio")
 
 
 @dataclass(frozen=True)
@@ -53,34 +52,6 @@ class ModelSource(Protocol):
     def current_version(self) -> str: ...
 
     def load(self, version: str) -> ServedModel: ...
-
-
-def warm_up(loaded: LoadedModel) -> None:
-    """One forward on a text-only row, so the first real request does not pay for lazy init."""
-    import pandas as pd
-
-    from mmops.registry.pyfunc import predict_frame
-
-    predict_frame(loaded, pd.DataFrame({"text": ["warm up"], "image": [None], "audio": [None]}))
-
-
-def unwrap_loaded(pyfunc_model) -> LoadedModel:
-    """The `LoadedModel` inside a loaded `MultimodalPyfunc` (the training preprocessing path)."""
-    python_model = pyfunc_model.unwrap_python_model()
-    loaded = getattr(python_model, "loaded", None)
-    if not isinstance(loaded, LoadedModel):
-        raise TypeError(f"{type(python_model).__name__} is not an mmops MultimodalPyfunc")
-    return loaded
-
-
-def load_model_uri(uri: str, dst_path: Path | None = None) -> LoadedModel:
-    """A local model folder (with checkpoint.pt) or any MLflow model URI -> `LoadedModel`."""
-    local = Path(uri)
-    if (local / CHECKPOINT).is_file():
-        return load_model_dir(local)
-    import mlflow.pyfunc
-
-    return unwrap_loaded(mlflow.pyfunc.load_model(uri, dst_path=str(dst_path) if dst_path else None))
 
 
 class RegistrySource:

@@ -1,6 +1,5 @@
-"""Training: the recipe (setup -> train -> save_checkpoint) and the model folder format."""
+"""Training: the recipe (setup -> train -> save_checkpoint) that writes a model folder."""
 
-from mmops.train.checkpoint import LoadedModel, load_model_dir
 from mmops.train.recipe import TrainRecipe, train
 
-__all__ = ["LoadedModel", "TrainRecipe", "load_model_dir", "train"]
+__all__ = ["TrainRecipe", "train"]

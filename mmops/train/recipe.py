@@ -20,16 +20,17 @@ from rich.console import Console
 from sklearn.metrics import accuracy_score, f1_score
 from torch.nn.parallel import DistributedDataParallel
 
+from mmops.catalog import CHECKPOINT, HISTORY_JSON, RESUME_STATE, Catalog
 from mmops.config import Params
 from mmops.features.tensors import index, to_device
-from mmops.models import MultimodalClassifier, tokenizer_source
+from mmops.inference.model_dir import export_audio_backbone, export_text_backbone
+from mmops.inference.predict import predict_logits
+from mmops.models import MultimodalClassifier
 from mmops.models.augment import augment_batch, augmented_modalities
 from mmops.models.classifier import with_frozen_embeddings
-from mmops.train.checkpoint import CHECKPOINT, TEXT_BACKBONE, export_audio_backbone, export_text_backbone
 from mmops.train.distributed import DistInfo, cleanup, init_distributed, pick_device
 
 console = Console(stderr=True)
-LAST = "last.pt"  # written every epoch: everything needed to resume
 
 
 def seed_everything(seed: int) -> None:
@@ -73,11 +74,10 @@ def lr_lambda(steps_per_epoch: int, epochs: int, warmup_epochs: int, schedule: s
 class TrainRecipe:
     """Trains a MultimodalClassifier on featurized splits with early stopping on val macro-F1."""
 
-    def __init__(self, params: Params, features_dir: Path, out_dir: Path, resume: bool = False) -> None:
+    def __init__(self, params: Params, paths: Catalog, resume: bool = False) -> None:
         self.params = params
         self.cfg = params.train
-        self.features_dir = Path(features_dir)
-        self.out_dir = Path(out_dir)
+        self.paths = paths
         self.resume = resume
         self.history: list[dict] = []
         self.start_epoch, self.best_f1, self.best_epoch, self.stale, self.stopped = 1, -1.0, -1, 0, False
@@ -87,12 +87,14 @@ class TrainRecipe:
         seed_everything(self.params.seed)
         self.dist: DistInfo = init_distributed("cuda" if self._wants_cuda() else "cpu")
         self.device = pick_device(self.cfg.device, self.dist)
-        self.train_set = torch.load(self.features_dir / "train.pt", weights_only=True)
-        self.val_set = torch.load(self.features_dir / "val.pt", weights_only=True)
+        self.train_set = torch.load(self.paths.split("train"), weights_only=True)
+        self.val_set = torch.load(self.paths.split("val"), weights_only=True)
 
-        self.model = MultimodalClassifier(self.params.model, len(self.params.classes)).to(self.device)
+        self.model = MultimodalClassifier(
+            self.params.model, len(self.params.classes), features=self.params.features
+        ).to(self.device)
         # frozen encoders run once per content hash, cached across runs; augmented inputs change every epoch
-        cache = self.params.paths.cache / "embeddings"
+        cache = self.paths.embeddings
         augmented = augmented_modalities(self.cfg.augment, self.train_set)
         self.train_set = with_frozen_embeddings(self.model, self.train_set, cache_dir=cache, skip=augmented)
         self.val_set = with_frozen_embeddings(self.model, self.val_set, cache_dir=cache)
@@ -110,12 +112,12 @@ class TrainRecipe:
         self.use_amp = self.device.type == "cuda" and self.cfg.amp
         self.amp_dtype = torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
-        if self.resume and (self.out_dir / LAST).exists():
+        if self.resume and (self.paths.model / RESUME_STATE).exists():
             self._load_last()
 
     def _load_last(self) -> None:
-        """Restore model, optimizer, scheduler, scaler, RNGs and loop state from `last.pt`."""
-        state = torch.load(self.out_dir / LAST, map_location=self.device, weights_only=False)
+        """Restore model, optimizer, scheduler, scaler, RNGs and loop state from the resume state."""
+        state = torch.load(self.paths.model / RESUME_STATE, map_location=self.device, weights_only=False)
         self.model.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -126,7 +128,7 @@ class TrainRecipe:
         self.best_f1, self.best_epoch, self.stale = state["best_f1"], state["best_epoch"], state["stale"]
         self.stopped = state["stopped"]
         if self.dist.is_main:
-            console.print(f"resumed from {self.out_dir / LAST} after epoch {state['epoch']}")
+            console.print(f"resumed from {self.paths.model / RESUME_STATE} after epoch {state['epoch']}")
 
     def _wants_cuda(self) -> bool:
         return self.cfg.device == "cuda" or (self.cfg.device == "auto" and torch.cuda.is_available())
@@ -216,7 +218,7 @@ class TrainRecipe:
     def save_checkpoint(self, epoch: int, val: dict) -> None:
         if not self.dist.is_main:
             return
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.paths.model.mkdir(parents=True, exist_ok=True)
         state = {
             "state_dict": self.model.state_dict(),
             "params": self.params.dump(),
@@ -224,15 +226,15 @@ class TrainRecipe:
             "epoch": epoch,
             "val": val,
         }
-        tmp = self.out_dir / (CHECKPOINT + ".tmp")
+        tmp = self.paths.model / (CHECKPOINT + ".tmp")
         torch.save(state, tmp)
-        tmp.replace(self.out_dir / CHECKPOINT)
+        tmp.replace(self.paths.model / CHECKPOINT)
 
     def save_last(self, epoch: int) -> None:
-        """`last.pt`: the full training state after `epoch`, for `resume`."""
+        """The resume state (`last.pt`): the full training state after `epoch`, for `resume`."""
         if not self.dist.is_main:
             return
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.paths.model.mkdir(parents=True, exist_ok=True)
         state = {
             "state_dict": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -246,47 +248,27 @@ class TrainRecipe:
             "stopped": self.stopped,
             "history": self.history,
         }
-        tmp = self.out_dir / (LAST + ".tmp")
+        tmp = self.paths.model / (RESUME_STATE + ".tmp")
         torch.save(state, tmp)
-        tmp.replace(self.out_dir / LAST)
+        tmp.replace(self.paths.model / RESUME_STATE)
 
     def finish(self, summary: dict) -> None:
         if self.dist.is_main:
-            if "text" in self.model.modalities and not hasattr(self.model.encoders["text"], "backbone"):
-                # no transformer config to export (e.g. gru_text): the tokenizer alone
-                from transformers import AutoTokenizer
-
-                AutoTokenizer.from_pretrained(tokenizer_source(self.params.model)).save_pretrained(
-                    self.out_dir / TEXT_BACKBONE
-                )
-            else:
-                export_text_backbone(self.model, self.params, self.out_dir)
-            export_audio_backbone(self.model, self.out_dir)
-            (self.out_dir / "history.json").write_text(json.dumps({"summary": summary, "epochs": self.history}, indent=2))
+            export_text_backbone(self.model, self.params, self.paths.model)
+            export_audio_backbone(self.model, self.paths.model)
+            (self.paths.model / HISTORY_JSON).write_text(json.dumps({"summary": summary, "epochs": self.history}, indent=2))
         cleanup(self.dist)
 
 
-@torch.no_grad()
-def predict_logits(model, data: dict, device, batch_size: int, drop=frozenset(), autocast=nullcontext) -> torch.Tensor:
-    """Logits for a whole featurized split, in batches, in eval mode, on CPU at the end."""
-    model.eval()
-    data = with_frozen_embeddings(model, data, batch_size)
-    n = len(data["labels"]) if "labels" in data else next(iter(data["present"].values())).shape[0]
-    out = []
-    for start in range(0, n, batch_size):
-        batch = to_device(index(data, torch.arange(start, min(start + batch_size, n))), device)
-        with autocast():
-            out.append(model(batch, drop=drop).float().cpu())
-    return torch.cat(out)
+def train(params: Params, paths: Catalog, resume: bool = False) -> Path:
+    """Train on `paths.features` (train and val splits); write the model folder `paths.model`
+    (checkpoint, resume state and history).
 
-
-def train(features_dir: Path, out_dir: Path, params: Params, resume: bool = False) -> Path:
-    """Train on `features_dir/{train,val}.pt`; write `out_dir/checkpoint.pt`, `last.pt` and `history.json`.
-
-    `resume`: continue from `out_dir/last.pt` when it exists (same weights as an uninterrupted run).
+    `resume`: continue from the resume state in `paths.model` when there is one (same weights as
+    an uninterrupted run).
     """
-    recipe = TrainRecipe(params, features_dir, out_dir, resume=resume)
+    recipe = TrainRecipe(params, paths, resume=resume)
     recipe.setup()
     summary = recipe.train()
     recipe.finish(summary)
-    return Path(out_dir)
+    return paths.model

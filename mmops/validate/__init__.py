@@ -10,8 +10,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from mmops.config.validate import (
+    DEFAULT_SEVERITY,
+    MANIFEST_RULES,
+    RULES,
+    ValidateConfig,
+)
 from mmops.data.hashing import bytes_sha256, combine, dataset_hash
-from mmops.validate.config import DEFAULT_SEVERITY, MANIFEST_RULES, RULES, ValidateConfig
 from mmops.validate.files import check_files
 from mmops.validate.report import (
     Failure,
@@ -38,13 +43,16 @@ __all__ = [
 
 
 def validate_dataset(
-    data_dir: str | Path, classes: list[str], cfg: ValidateConfig | None = None
+    data_dir: str | Path, classes: list[str] | None, cfg: ValidateConfig | None = None
 ) -> ValidationReport:
-    """Check a dataset folder against the data contract; every problem becomes a Failure."""
+    """Check a dataset folder against the data contract; every problem becomes a Failure.
+
+    `classes`: the pinned class names, or None (`classes: auto`): the labels found are the classes.
+    """
     cfg = cfg or ValidateConfig()
-    if len(classes) == 0:
-        raise ValueError("validate_dataset needs the class names (params `classes`)")
-    classes = [str(c) for c in classes]
+    if classes is not None and len(classes) == 0:
+        raise ValueError("validate_dataset needs the class names (params `classes`) or None for auto")
+    classes = [str(c) for c in classes] if classes is not None else None
     data_dir = Path(data_dir)
     findings = Findings(cfg)
     timings: dict[str, float] = {}

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mmops.config.validate import AUDIO_FORMATS, IMAGE_FORMATS, ValidateConfig
 from mmops.data.hashing import InsideResolver
 from mmops.data.manifest import ALL_SPLITS, MEDIA_COLUMNS
-from mmops.validate.config import AUDIO_FORMATS, IMAGE_FORMATS, ValidateConfig
 from mmops.validate.report import Findings
 
 PATH_RULES = ("path_inside_dataset", "file_exists", "media_type_matches")

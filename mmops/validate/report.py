@@ -9,7 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, computed_field
 
-from mmops.validate.config import RULES, ValidateConfig
+from mmops.catalog import VALIDATION_JSON, VALIDATION_MD
+from mmops.config.validate import RULES, ValidateConfig
 
 RuleStatus = Literal["passed", "failed", "skipped", "off"]
 
@@ -174,7 +175,7 @@ def write_report(report: ValidationReport, out_dir: str | Path) -> dict[str, Pat
     """Write validation.json (machine) and validation.md (people) into out_dir."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out_dir / "validation.json", "markdown": out_dir / "validation.md"}
+    paths = {"json": out_dir / VALIDATION_JSON, "markdown": out_dir / VALIDATION_MD}
     paths["json"].write_text(json.dumps(report.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8")
     paths["markdown"].write_text(to_markdown(report), encoding="utf-8")
     return paths
@@ -240,5 +241,7 @@ def print_report(report: ValidationReport, console=None) -> None:
     for f in report.failures:
         sev = "[red]error[/]" if f.severity == "error" else "[yellow]warning[/]"
         who = ", ".join(f.sample_ids) if f.sample_ids else _short(f.message.split(": ", 1)[-1], 120)
+        if f.sample_ids and f.details:  # the first reason, so the fix is on screen (e.g. which label, which param)
+            who += f"\n{_short(f.details[0], 240)}"
         table.add_row(sev, f.rule, f.column or "", str(f.n_failed), who)
     console.print(table)

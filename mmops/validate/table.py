@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from mmops.config.validate import ValidateConfig
 from mmops.data.manifest import ALL_SPLITS, SPLITS, manifest_path, read_manifest
-from mmops.validate.config import ValidateConfig
 from mmops.validate.report import Findings
 
 MODALITIES = ("text", "image", "audio")
@@ -111,7 +111,7 @@ def _ge_frame(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _suite(gx, df: pd.DataFrame, classes: list[str], cfg: ValidateConfig, findings: Findings) -> list:
+def _suite(gx, df: pd.DataFrame, classes: list[str] | None, cfg: ValidateConfig, findings: Findings) -> list:
     """The expectations to run, each tagged with meta={'rule', 'column'}; skipped rules noted."""
     E = gx.expectations
     cols = set(df.columns)
@@ -133,7 +133,10 @@ def _suite(gx, df: pd.DataFrame, classes: list[str], cfg: ValidateConfig, findin
         findings.skip(["sample_id_not_null", "sample_id_unique"], "no sample_id column")
     if "label" in cols:
         add("label_not_null", E.ExpectColumnValuesToNotBeNull, "label", column="label")
-        add("label_in_classes", E.ExpectColumnValuesToBeInSet, "label", column="label", value_set=list(classes))
+        if classes is not None:
+            add("label_in_classes", E.ExpectColumnValuesToBeInSet, "label", column="label", value_set=list(classes))
+        else:
+            findings.skip(["label_in_classes"], "classes: auto (the labels found are the classes)")
     else:
         findings.skip(["label_not_null", "label_in_classes"], "no label column")
     if "split" in cols:
@@ -154,7 +157,7 @@ def _suite(gx, df: pd.DataFrame, classes: list[str], cfg: ValidateConfig, findin
     return exps
 
 
-def run_expectations(df: pd.DataFrame, classes: list[str], cfg: ValidateConfig, findings: Findings) -> None:
+def run_expectations(df: pd.DataFrame, classes: list[str] | None, cfg: ValidateConfig, findings: Findings) -> None:
     """Build an ephemeral GE context and suite over the manifest; map failures back to sample ids."""
     gx = _gx()
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -202,7 +205,8 @@ def _detail(rule: str, df: pd.DataFrame, i: int, ids: list[str]) -> str:
     if rule == "label_not_null":
         return "label is empty"
     if rule == "label_in_classes":
-        return f"label '{df['label'].iat[i]}' is not a class"
+        return (f"label '{df['label'].iat[i]}' is not in params `classes`; set `classes: auto` (the training "
+                "labels become the classes) or add it to the list")
     if rule == "split_in_set":
         return f"split '{df['split'].iat[i]}' is not one of {'|'.join(ALL_SPLITS)}"
     if rule == "text_length":
@@ -218,8 +222,9 @@ def _detail(rule: str, df: pd.DataFrame, i: int, ids: list[str]) -> str:
 # --------------------------------------------------------------------------- pandas aggregates
 
 
-def check_aggregates(df: pd.DataFrame, classes: list[str], cfg: ValidateConfig, findings: Findings) -> None:
-    """Rules GE has no fitting expectation for: modality presence, per-split counts, class balance."""
+def check_aggregates(df: pd.DataFrame, classes: list[str] | None, cfg: ValidateConfig, findings: Findings) -> None:
+    """Rules GE has no fitting expectation for: modality presence, per-split counts, class balance,
+    and (with pinned classes) the labels outside them, with how to fix params."""
     ids = idents(df)
     present = [c for c in MODALITIES if c in df.columns]
     findings.ran("modality_present")
@@ -233,6 +238,11 @@ def check_aggregates(df: pd.DataFrame, classes: list[str], cfg: ValidateConfig, 
         findings.skip(["min_samples_per_class_split", "class_balance", "class_balance_mild"], "no label column")
         return
     labels = df["label"].astype(str)
+    if classes is None:
+        classes = sorted(set(labels) - {""})
+    if not classes:
+        findings.skip(["min_samples_per_class_split", "class_balance", "class_balance_mild"], "no labels")
+        return
     findings.ran("min_samples_per_class_split")
     if cfg.min_samples_per_class > 0:
         if "split" in df.columns:
@@ -245,9 +255,11 @@ def check_aggregates(df: pd.DataFrame, classes: list[str], cfg: ValidateConfig, 
                 n = int(counts.get(c, 0))
                 if n < cfg.min_samples_per_class:
                     where = f"split '{split}'" if split != "the dataset" else split
+                    rows = [ids[i] for i in (labels == c).to_numpy().nonzero()[0][:5]]
                     findings.item("min_samples_per_class_split", "label",
                                   f"class '{c}' has {n} sample{'s' if n != 1 else ''} in {where} "
-                                  f"(minimum {cfg.min_samples_per_class})")
+                                  f"(minimum {cfg.min_samples_per_class})"
+                                  + (f"; its rows: {', '.join(rows)}" if rows else ""))
 
     counts = labels.value_counts()
     per_class = {c: int(counts.get(c, 0)) for c in classes}
@@ -265,7 +277,7 @@ def check_aggregates(df: pd.DataFrame, classes: list[str], cfg: ValidateConfig, 
         findings.item("class_balance_mild", "label", f"{text} is below {cfg.class_balance_warn_ratio}")
 
 
-def check_table(df: pd.DataFrame, classes: list[str], cfg: ValidateConfig, findings: Findings) -> dict[str, float]:
+def check_table(df: pd.DataFrame, classes: list[str] | None, cfg: ValidateConfig, findings: Findings) -> dict[str, float]:
     """All table rules; returns timings."""
     t0 = time.perf_counter()
     _gx()

@@ -12,7 +12,8 @@ import soundfile as sf
 from PIL import Image
 from pydantic import ValidationError
 
-from mmops.data.avdigits import SHIFT_VOICES, WORDS, DemoConfig, ShiftConfig, generate, make_clue, names_digit
+from mmops.config.demo import SHIFT_VOICES, DemoConfig, ShiftConfig
+from mmops.data.avdigits import WORDS, generate, make_clue, names_digit
 
 CLASSES = [str(d) for d in range(10)]
 N = 90

@@ -1,27 +1,27 @@
 import json
+from dataclasses import replace
 
 from PIL import Image
 
 from mmops import stages
+from mmops.catalog import METRICS_JSON, PER_CLASS_JSON, SHIFT_MD, Catalog
 
 NEW_KEYS = {
     "macro_precision", "macro_recall", "weighted_precision", "weighted_recall", "weighted_f1",
     "roc_auc_ovr_macro", "pr_auc_ovr_macro", "auc_classes_scored", "ece", "latency",
 }
 FILES = {
-    "metrics.json", "per_class.json", "confusion_matrix.png", "roc.png", "pr.png", "reliability.png",
+    METRICS_JSON, PER_CLASS_JSON, "confusion_matrix.png", "roc.png", "pr.png", "reliability.png",
     "modality_f1.png", "confusion.csv", "roc.json", "pr.json", "reliability.json",
 }
 
 
 def test_evaluate_writes_metrics_report_and_plot(prepared, tmp_path):
-    params = prepared.model_copy(
-        update={"paths": prepared.paths.model_copy(update={"model": tmp_path / "m", "metrics": tmp_path / "metrics"})}
-    )
-    params = params.model_copy(update={"train": params.train.model_copy(update={"epochs": 2})})
-    stages.train(params)
-    metrics = stages.evaluate(params)
-    on_disk = json.loads((tmp_path / "metrics" / "metrics.json").read_text())
+    params = prepared.model_copy(update={"train": prepared.train.model_copy(update={"epochs": 2})})
+    paths = replace(Catalog.from_paths(prepared.paths), model=tmp_path / "m", metrics=tmp_path / "metrics")
+    stages.train(params, paths)
+    metrics = stages.evaluate(params, paths)
+    on_disk = json.loads(paths.metrics_json.read_text())
     assert on_disk == metrics
     assert 0 <= metrics["accuracy"] <= 1 and 0 <= metrics["macro_f1"] <= 1
     assert metrics["n_test"] > 0
@@ -41,9 +41,9 @@ def test_evaluate_writes_metrics_report_and_plot(prepared, tmp_path):
     shifted = metrics["shifted"]
     assert shifted["n"] == metrics["n_test"] and 0 <= shifted["accuracy"] <= 1
     assert abs(metrics["shift_gap"]["accuracy"] - (metrics["accuracy"] - shifted["accuracy"])) < 1e-12
-    shift_md = (tmp_path / "metrics" / "shift.md").read_text()
+    shift_md = (paths.metrics / SHIFT_MD).read_text()
     assert f"| accuracy | {metrics['accuracy']:.3f} | {shifted['accuracy']:.3f} |" in shift_md
-    per_class = json.loads((tmp_path / "metrics" / "per_class.json").read_text())
+    per_class = json.loads((paths.metrics / PER_CLASS_JSON).read_text())
     assert set(prepared.classes) <= set(per_class)
     for png in (n for n in FILES if n.endswith(".png")):
         with Image.open(tmp_path / "metrics" / png) as img:

@@ -51,7 +51,8 @@ def test_dvc_plots_show_renders_the_repo_plot_definitions(tmp_path):
     """The repo's dvc.yaml (top-level `plots:` + the evaluate stage) renders each evaluate plot exactly once."""
     _, out, _, _ = _toy(tmp_path)
     assert yaml.safe_load((REPO / "dvc.yaml").read_text())["plots"]
-    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
+    for name in ("dvc.yaml", "params.yaml"):  # dvc.yaml reads paths.data from params.yaml
+        shutil.copy(REPO / name, tmp_path / name)
     dvc = str(Path(sys.executable).with_name("dvc"))
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
     subprocess.run([dvc, "init", "--no-scm", "-q"], cwd=tmp_path, check=True, env=env)

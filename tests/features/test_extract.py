@@ -32,7 +32,8 @@ def test_shapes_and_presence(extractor):
     batch = extractor(["an even number", ""], [_png(), None], [None, _wav()])
     assert batch["image"].shape == (2, 1, 16, 16)
     frames = int(1.5 * 16000) // 256 + 1
-    assert batch["audio"].shape == (2, 1, 40, frames)
+    assert batch["audio"]["mel"].shape == (2, 1, 40, frames)
+    assert batch["audio"]["frames"].tolist() == [0, 8000 // 256 + 1]  # 0.5 s of signal in a 1.5 s clip
     assert batch["text"]["input_ids"].shape == (2, 32)
     assert batch["present"]["text"].tolist() == [True, False]
     assert batch["present"]["image"].tolist() == [True, False]
@@ -48,8 +49,8 @@ def test_image_normalised(extractor):
 
 
 def test_audio_resampled_from_other_rate(extractor):
-    a = extractor([""], [None], [_wav(sr=16000)])["audio"]
-    b = extractor([""], [None], [_wav(sr=22050)])["audio"]
+    a = extractor([""], [None], [_wav(sr=16000)])["audio"]["mel"]
+    b = extractor([""], [None], [_wav(sr=22050)])["audio"]["mel"]
     # same tone, resampled to 16 kHz: nearly the same log-mel
     assert torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0) > 0.99
 
@@ -68,7 +69,9 @@ def test_cached_equals_fresh(extractor, tiny_text_model):
     fresh = FeatureExtractor(FeaturesConfig(), ["image", "audio"], None)
     data = (["x"], [_png(77)], [_wav(freq=300)])
     first, again, uncached = extractor(*data), extractor(*data), fresh(*data)
-    assert torch.equal(first["audio"], again["audio"]) and torch.equal(first["audio"], uncached["audio"])
+    for key in ("mel", "frames"):
+        assert torch.equal(first["audio"][key], again["audio"][key])
+        assert torch.equal(first["audio"][key], uncached["audio"][key])
 
 
 def test_load_media_bytes(tmp_path):
@@ -90,3 +93,14 @@ def test_pii_scrubbed_before_tokenizing_when_enabled(tiny_text_model):
     scrubbed = ["an even number, mail [EMAIL] or call [PHONE]"]
     assert torch.equal(scrubbing(raw)["input_ids"], plain(scrubbed)["input_ids"])
     assert not torch.equal(plain(raw)["input_ids"], plain(scrubbed)["input_ids"])
+
+
+def test_corrupt_cache_entry_is_recomputed(extractor, tmp_path):
+    data = ([""], [_png(42)], [_wav(freq=500)])
+    first = extractor(*data)
+    for path in tmp_path.rglob("*.pt"):
+        path.write_bytes(path.read_bytes()[:10])  # truncated
+    again = extractor(*data)
+    assert torch.equal(again["image"], first["image"]) and torch.equal(again["audio"]["mel"], first["audio"]["mel"])
+    image, clip = (torch.load(next((tmp_path / m).rglob("*.pt")), weights_only=True) for m in ("image", "audio"))
+    assert image.shape == first["image"].shape[1:] and clip["mel"].shape == first["audio"]["mel"].shape[1:]

@@ -9,7 +9,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from mmops.config import FeaturesConfig, load_params
+from mmops.config import FeaturesConfig
+from mmops.params_file import load_params
 from mmops.features import FeatureExtractor
 
 

@@ -118,7 +118,7 @@ def test_retrain_flow_on_the_scaled_out_servers(mlflow_server, prefect_api, post
                                                 tmp_path):
     """The lead's whole flow, unchanged, with only MLFLOW_TRACKING_URI and PREFECT_API_URL set."""
     from pipeline_overrides import overrides_for
-    from flows.retrain import retrain
+    from mmops.orchestrate.retrain import retrain
 
     uri, _ = mlflow_server
     overrides = overrides_for(tmp_path, tiny_text_model, **{"registry.model_name": FLOW_MODEL})

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from mmops.config import load_params
+from mmops.params_file import load_params
 from mmops.models import ENCODERS, FUSIONS, MultimodalClassifier
 
 

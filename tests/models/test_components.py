@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mmops.config import load_params
+from mmops.params_file import load_params
 from mmops.models import ENCODERS, FUSIONS, MultimodalClassifier, tokenizer_source
 
 
@@ -12,7 +12,7 @@ def _inputs(name: str, n: int = 4, vocab: int = 40):
         mask = torch.ones(n, 8, dtype=torch.long)
         mask[0, 3:] = 0  # one short sequence
         return {"input_ids": torch.randint(1, vocab, (n, 8)), "attention_mask": mask}
-    if name in ("small_cnn_image", "resnet18_image"):
+    if name in ("small_cnn_image", "resnet18_image", "resnet50_image"):
         return torch.randn(n, 1, 16, 16)
     if name == "hf_audio":  # raw waveforms, zero-padded, one of them short
         length = torch.tensor([4000] * (n - 1) + [1500])

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from mmops.config import load_params
+from mmops.params_file import load_params
 from mmops.models import MultimodalClassifier
 from mmops.models.classifier import with_frozen_embeddings
 from mmops.models.encoders import HFTextEncoder
@@ -112,17 +112,18 @@ def test_unreadable_cache_file_is_recomputed(tiny_text_model, tmp_path, calls):
 def test_training_runs_share_the_cache(prepared, tmp_path, calls):
     """Two training runs on the same features: the second never runs the frozen text encoder
     (not even for validation) and reaches the same weights."""
-    from mmops.train.recipe import train
+    from dataclasses import replace
 
-    params = prepared.model_copy(update={
-        "paths": prepared.paths.model_copy(update={"cache": tmp_path / "cache"}),
-        "train": prepared.train.model_copy(update={"epochs": 2, "device": "cpu"}),
-    })
-    a = train(prepared.paths.features, tmp_path / "a", params)
+    from mmops import stages
+    from mmops.catalog import Catalog
+
+    params = prepared.model_copy(update={"train": prepared.train.model_copy(update={"epochs": 2, "device": "cpu"})})
+    paths = replace(Catalog.from_paths(prepared.paths), cache=tmp_path / "cache")
+    a = stages.train(params, replace(paths, model=tmp_path / "a"))
     assert sum(calls) > 0
-    assert len(list((tmp_path / "cache" / "embeddings").rglob("*.pt"))) == 2  # train and val
+    assert len(list(paths.embeddings.rglob("*.pt"))) == 2  # train and val
     calls.clear()
-    b = train(prepared.paths.features, tmp_path / "b", params)
+    b = stages.train(params, replace(paths, model=tmp_path / "b"))
     assert calls == []
     sa = torch.load(a / "checkpoint.pt", weights_only=True)["state_dict"]
     sb = torch.load(b / "checkpoint.pt", weights_only=True)["state_dict"]

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from mmops.config import AugmentConfig, ImageJitterConfig, SpecAugmentConfig, load_params
+from mmops.config import AugmentConfig, ImageJitterConfig, SpecAugmentConfig
+from mmops.params_file import load_params
 from mmops.models import MultimodalClassifier
 from mmops.models.augment import augment_batch, image_jitter, mel_noise, spec_augment, spec_warp
 
@@ -12,7 +13,7 @@ def _batch(n=32):
     return {
         "text": {"input_ids": torch.randint(1, 40, (n, 8)), "attention_mask": torch.ones(n, 8, dtype=torch.long)},
         "image": torch.randn(n, 1, 16, 16),
-        "audio": torch.randn(n, 1, 40, 50),
+        "audio": {"mel": torch.randn(n, 1, 40, 50), "frames": torch.full((n,), 50)},
         "present": {m: torch.ones(n, dtype=torch.bool) for m in ("text", "image", "audio")},
         "labels": torch.randint(0, 10, (n,)),
     }
@@ -139,4 +140,5 @@ def test_augment_batch_off_by_default_and_leaves_other_keys():
     assert augment_batch(batch, AugmentConfig())["image"] is batch["image"]
     out = augment_batch(batch, AugmentConfig(specaugment=SpecAugmentConfig(), image_jitter=ImageJitterConfig()))
     assert out["text"] is batch["text"] and out["present"] is batch["present"]
-    assert not torch.equal(out["audio"], batch["audio"]) and not torch.equal(out["image"], batch["image"])
+    assert not torch.equal(out["audio"]["mel"], batch["audio"]["mel"]) and not torch.equal(out["image"], batch["image"])
+    assert out["audio"]["frames"] is batch["audio"]["frames"]

@@ -10,7 +10,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from mmops.config import ConfigError, load_params
+from mmops.config import ConfigError
+from mmops.params_file import load_params
 from mmops.models import ENCODERS, audio_input
 from mmops.models.pretrained import UnsafeWeightsError, WeightsHashMismatch, check_weights
 
@@ -212,21 +213,23 @@ def test_hf_audio_pipeline_preprocess_train_serve(make_params, small_dataset, ti
     import pandas as pd
 
     from mmops import stages
-    from mmops.registry.pyfunc import predict_frame
-    from mmops.train import load_model_dir
+    from mmops.catalog import Catalog
+    from mmops.inference.model_dir import load_model_dir
+    from mmops.inference.predict import predict_frame
 
     audio_model = tmp_path / "wav2vec2"  # moved away after training: the model folder must not need it
     shutil.copytree(tiny_audio_model, audio_model)
     params = make_params(**{"model.modalities": "[image, audio]", "model.audio.name": "hf_audio",
                             "model.audio.options.pretrained": audio_model, "train.epochs": 2})
-    stages.validate(params, small_dataset)
-    stages.preprocess(params, small_dataset)
-    train = torch.load(params.paths.features / "train.pt", weights_only=True)
+    paths = Catalog.from_paths(params.paths, small_dataset)
+    stages.validate(params, paths)
+    stages.preprocess(params, paths)
+    train = torch.load(paths.split("train"), weights_only=True)
     assert train["audio"]["waveform"].shape[1] == 24000 and train["audio"]["length"].max() <= 24000
 
-    out = stages.train(params)
+    out = stages.train(params, paths)
     assert (out / "audio_backbone" / "config.json").exists()
-    assert list((params.paths.cache / "embeddings").rglob("*.pt"))  # frozen wav2vec2: cached
+    assert list(paths.embeddings.rglob("*.pt"))  # frozen wav2vec2: cached
     shutil.rmtree(audio_model)
     loaded = load_model_dir(out)
     assert type(loaded.model.encoders["audio"]).__name__ == "HFAudioEncoder"

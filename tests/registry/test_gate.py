@@ -2,7 +2,8 @@
 
 import pytest
 
-from mmops.config import ConfigError, GateConfig, load_params
+from mmops.config import ConfigError, GateConfig
+from mmops.params_file import load_params
 from mmops.registry.gate import (
     UnknownMetricError,
     check_metric_keys,
@@ -185,14 +186,12 @@ def test_dvc_data_md5_read_from_lock(tmp_path):
     assert dvc_data_md5(tmp_path / "data" / "avdigits", tmp_path / "missing.lock") is None
 
 
-def test_model_hash_is_content_and_location_independent(tmp_path):
-    from mmops.registry.lineage import model_hash
+def test_rules_on_a_modality_the_model_lacks_do_not_apply_and_typos_still_fail():
+    from mmops.registry.gate import applicable
 
-    a, b = tmp_path / "a", tmp_path / "b"
-    for d in (a, b):
-        (d / "sub").mkdir(parents=True)
-        (d / "checkpoint.pt").write_bytes(b"weights")
-        (d / "sub" / "config.json").write_text("{}")
-    assert model_hash(a) == model_hash(b)
-    (b / "sub" / "config.json").write_text('{"x": 1}')
-    assert model_hash(a) != model_hash(b)
+    gate = GateConfig(floors={"accuracy": 0.8, "without_audio.macro_f1": 0.5, "without_text.macro_f1": 0.5,
+                              "without_smell.macro_f1": 0.5})
+    assert set(applicable(gate, ["text", "image"]).floors) == {"accuracy", "without_text.macro_f1",
+                                                             "without_smell.macro_f1"}
+    assert set(applicable(gate, ["image"]).floors) == {"accuracy", "without_smell.macro_f1"}  # nothing to drop
+    assert applicable(gate, ["text", "image", "audio"]).floors == gate.floors

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 
 import mlflow
-import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
 from mmops import stages
+from mmops.catalog import Catalog
+from mmops.config import MODALITIES
 from mmops.registry.gate import UnknownMetricError
 from mmops.registry.promotion import CHAMPION, CHAMPION_INT8, current_version, read_history
+from mmops.registry.register import RegistrationRefused, register
+from mmops.registry.scoring import frozen_test_rows
 
 pytestmark = pytest.mark.slow  # trains a model and registers it three times (about 3 minutes on 2 busy cores)
 NAME = "mmops-register-test"
@@ -31,10 +35,11 @@ def trained(prepared, store, tmp_path_factory):
         "registry": prepared.registry.model_copy(update={"model_name": NAME}),
         "gate": prepared.gate.model_copy(update={"floors": {"accuracy": 0.05, "macro_f1": 0.01}}),
     })
-    paths.reports.mkdir(parents=True)
-    shutil.copy(stages.validation_json(prepared), stages.validation_json(params))
-    stages.train(params)
-    stages.evaluate(params)
+    catalog = Catalog.from_paths(paths)
+    catalog.reports.mkdir(parents=True)
+    shutil.copy(Catalog.from_paths(prepared.paths).validation_json, catalog.validation_json)
+    stages.train(params, catalog)
+    stages.evaluate(params, catalog)
     return params
 
 
@@ -47,10 +52,14 @@ def _with(params, **sections):
     return params.model_copy(update={k: section(k, v) for k, v in sections.items()})
 
 
+def _register(params, data) -> dict:
+    return register(params, Catalog.from_paths(params.paths, data=data))
+
+
 @pytest.fixture(scope="module")
 def first(trained, small_dataset):
     params = _with(trained, quantize={"max_accuracy_drop": 0.5})
-    return stages.register(params, small_dataset)
+    return _register(params, small_dataset)
 
 
 def test_first_model_is_promoted_with_lineage_and_int8_variant(first):
@@ -80,20 +89,17 @@ def test_first_model_is_promoted_with_lineage_and_int8_variant(first):
 
 
 def test_gate_and_quantize_reports_written(first, trained):
-    md = (trained.paths.reports / "gate.md").read_text()
+    md = Catalog.from_paths(trained.paths).gate_md.read_text()
     assert "PROMOTE" in md and "Dynamic int8 variant: registered as v2" in md and "int8 ÷ fp32" in md
     run = first["run_id"]
     assert "Dynamic int8" in mlflow.artifacts.load_text(f"runs:/{run}/gate/quantize.md")
     assert "floor.macro_f1" in mlflow.artifacts.load_text(f"runs:/{run}/gate/gate.md")
 
 
-def test_int8_champion_serves_raw_inputs(first, small_dataset):
-    rows = pd.read_csv(small_dataset / "manifest.csv", dtype=str, keep_default_na=False)
-    rows = rows[rows["split"] == "test"].head(10).reset_index(drop=True)
-    for col in ("image", "audio"):
-        rows[col] = [str(small_dataset / p) if p else "" for p in rows[col]]
-    int8 = mlflow.pyfunc.load_model(f"models:/{NAME}@{CHAMPION_INT8}").predict(rows[["text", "image", "audio"]])
-    fp32 = mlflow.pyfunc.load_model(f"models:/{NAME}@{CHAMPION}").predict(rows[["text", "image", "audio"]])
+def test_int8_champion_serves_raw_inputs(first, trained, small_dataset):
+    rows = frozen_test_rows(small_dataset, Catalog.from_paths(trained.paths).splits_csv).head(10)[list(MODALITIES)]
+    int8 = mlflow.pyfunc.load_model(f"models:/{NAME}@{CHAMPION_INT8}").predict(rows)
+    fp32 = mlflow.pyfunc.load_model(f"models:/{NAME}@{CHAMPION}").predict(rows)
     assert list(int8.columns) == ["label", *CLASSES]
     assert (int8[CLASSES].sum(axis=1) - 1).abs().max() < 1e-4
     assert (int8["label"] == fp32["label"]).mean() >= 0.8
@@ -107,7 +113,7 @@ def test_impossible_int8_threshold_registers_no_variant_and_alias_follows(first,
         quantize={"max_accuracy_drop": -1.0},
         gate={"regression": {"macro_f1": {"max_drop": 0.02}, "without_audio.macro_f1": {"max_drop": 0.0}}},
     )
-    result = stages.register(params, small_dataset)
+    result = _register(params, small_dataset)
     client = MlflowClient()
     assert result["version"] == "3" and result["previous_champion"] == "1"
     assert result["quantized"]["accepted"] is False and result["quantized"]["version"] is None
@@ -127,22 +133,20 @@ def test_unknown_gate_key_fails_before_registering(first, trained, small_dataset
     params = _with(trained, gate={"floors": {"accuracy": 0.1, "without_smell.macro_f1": 0.5}})
     before = len(MlflowClient().search_model_versions(f"name='{NAME}'"))
     with pytest.raises(UnknownMetricError, match=r"without_smell\.macro_f1.*available keys: .*accuracy"):
-        stages.register(params, small_dataset)
+        _register(params, small_dataset)
     assert len(MlflowClient().search_model_versions(f"name='{NAME}'")) == before
 
 
 def test_failed_validation_registers_nothing(first, trained, small_dataset, tmp_path):
     import json
 
-    from mmops.registry.register import RegistrationRefused
-
-    reports = tmp_path / "reports"
-    reports.mkdir()
-    report = json.loads(stages.validation_json(trained).read_text()) | {"passed": False}
-    (reports / "validation.json").write_text(json.dumps(report))
-    params = trained.model_copy(update={"paths": trained.paths.model_copy(update={"reports": reports})})
+    catalog = Catalog.from_paths(trained.paths, data=small_dataset)
+    refused = replace(catalog, reports=tmp_path / "reports")
+    refused.reports.mkdir()
+    report = json.loads(catalog.validation_json.read_text()) | {"passed": False}
+    refused.validation_json.write_text(json.dumps(report))
     before = len(MlflowClient().search_model_versions(f"name='{NAME}'"))
     with pytest.raises(RegistrationRefused, match="data validation failed"):
-        stages.register(params, small_dataset)
+        register(trained, refused)
     assert len(MlflowClient().search_model_versions(f"name='{NAME}'")) == before
-    assert not (reports / "registry.json").exists()
+    assert not refused.registry_json.exists()

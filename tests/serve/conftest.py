@@ -1,4 +1,4 @@
-"""Serving fixtures: a trained model folder, raw test rows, request helpers.
+"""Serving fixtures: raw test rows, request helpers (the trained model folder is in tests/conftest.py).
 
 Test modules use these through fixtures only (they should not import conftest by name).
 """
@@ -11,19 +11,6 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
-
-MODALITIES = ("text", "image", "audio")
-
-
-@pytest.fixture(scope="session")
-def served_model_dir(prepared, tmp_path_factory) -> Path:
-    """A model folder trained for 3 epochs on the small dataset (shared, read-only)."""
-    from mmops import stages
-
-    out = tmp_path_factory.mktemp("serve-model")
-    params = prepared.model_copy(update={"paths": prepared.paths.model_copy(update={"model": out})})
-    params = params.model_copy(update={"train": params.train.model_copy(update={"epochs": 3})})
-    return stages.train(params)
 
 
 def _rows(dataset: Path, n: int) -> pd.DataFrame:

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from mmops.registry.pyfunc import predict_frame
-from mmops.serve.app import ServeSettings, create_app
+from mmops.inference.model_dir import load_model_dir
+from mmops.inference.predict import predict_frame
+from mmops.serve.app import create_app
 from mmops.serve.reloader import LocalDirSource
-from mmops.train.checkpoint import load_model_dir
+from mmops.serve.settings import ServeSettings
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 import mmops.serve.reloader as reloader
-from mmops.serve.app import ServeSettings, create_app
+from mmops.inference.model_dir import load_model_dir
+from mmops.serve.app import create_app
 from mmops.serve.batching import MicroBatcher
 from mmops.serve.reloader import ChampionWatcher, ModelHolder, ServedModel
-from mmops.train.checkpoint import load_model_dir
+from mmops.serve.settings import ServeSettings
 
 
 class VersionedSource:

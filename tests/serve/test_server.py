@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from mmops.registry.pyfunc import predict_frame
-from mmops.serve.reloader import load_model_uri
+from mmops.catalog import VALIDATION_JSON, Catalog
+from mmops.inference.predict import load_model_uri, predict_frame
 from servers import BIN, free_port, running
 
 pytestmark = pytest.mark.slow
@@ -34,9 +34,9 @@ def _register(params, data_dir, reports_dir) -> str:
     from mmops import stages
 
     reports_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copy(stages.validation_json(params), reports_dir / "validation.json")
+    shutil.copy(Catalog.from_paths(params.paths).validation_json, reports_dir / VALIDATION_JSON)
     p = params.model_copy(update={"paths": params.paths.model_copy(update={"reports": reports_dir})})
-    result = stages.register(p, data_dir)
+    result = stages.register(p, Catalog.from_paths(p.paths, data_dir))
     if not result["promoted"]:  # the gate is not under test here
         MlflowClient().set_registered_model_alias(NAME, "champion", result["version"])
     return result["version"]
@@ -58,8 +58,9 @@ def registry(prepared, small_dataset, tmp_path_factory):
         "registry": prepared.registry.model_copy(update={"model_name": NAME}),
         "quantize": prepared.quantize.model_copy(update={"enabled": False}),  # one version per registration
     })
-    stages.train(params)
-    stages.evaluate(params)
+    paths = Catalog.from_paths(params.paths)
+    stages.train(params, paths)
+    stages.evaluate(params, paths)
     # register reads the validation report from paths.reports; keep the shared fixture's untouched
     params = params.model_copy(update={"paths": params.paths.model_copy(update={"reports": prepared.paths.reports})})
     version = _register(params, small_dataset, root / "reports-v1")
@@ -79,7 +80,7 @@ def server(registry):
         "MMOPS_SERVE_TOKEN": TOKEN,
         "MMOPS_SERVE_MAX_BODY_BYTES": str(BODY_CAP),
     }
-    cmd = [sys.executable, "-m", "mmops.serve.cli", "serve", "--model-name", NAME, "--port", str(port),
+    cmd = [sys.executable, "-m", "mmops.cli.serve", "serve", "--model-name", NAME, "--port", str(port),
            "--poll-interval", "1"]
     base = f"http://127.0.0.1:{port}"
     with running(cmd, f"{base}/health", registry["root"] / "serve.log", env, timeout=180):

@@ -10,14 +10,17 @@ import pytest
 import torch
 import yaml
 
-from mmops.train.recipe import LAST
+from mmops.catalog import RESUME_STATE
 
 SCRIPT = """
 import sys
+from dataclasses import replace
 from pathlib import Path
-from mmops.config import load_params
+from mmops.catalog import Catalog
+from mmops.params_file import load_params
 from mmops.train.recipe import train
-train(Path(sys.argv[1]), Path(sys.argv[2]), load_params(sys.argv[3]))
+params = load_params(sys.argv[2])
+train(params, replace(Catalog.from_paths(params.paths), model=Path(sys.argv[1])))
 """
 
 
@@ -39,7 +42,7 @@ def test_two_ranks_match_one_process(prepared, tmp_path):
     params_file.write_text(yaml.safe_dump(raw))
     script = tmp_path / "train_script.py"
     script.write_text(SCRIPT)
-    args = [str(script), str(prepared.paths.features), None, str(params_file)]
+    args = [str(script), None, str(params_file)]
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
     env["OMP_NUM_THREADS"] = "1"
 
@@ -56,8 +59,8 @@ def test_two_ranks_match_one_process(prepared, tmp_path):
     assert single.returncode == 0, out[-3000:]
     assert torchrun.returncode == 0, torchrun.stdout[-3000:] + torchrun.stderr[-3000:]
 
-    a = torch.load(one / LAST, weights_only=False)
-    b = torch.load(ddp / LAST, weights_only=False)
+    a = torch.load(one / RESUME_STATE, weights_only=False)
+    b = torch.load(ddp / RESUME_STATE, weights_only=False)
     assert a["epoch"] == b["epoch"] == 2
     diffs = sorted((a["state_dict"][k].float() - b["state_dict"][k].float()).abs().max().item() for k in a["state_dict"])
     # float summation order differs (gloo all-reduce of two half-batch gradients), and Adam's

@@ -1,23 +1,23 @@
 import json
+from dataclasses import replace
 
 import torch
 
 from mmops import stages
-from mmops.train import load_model_dir
-from mmops.train.recipe import predict_logits
+from mmops.catalog import CHECKPOINT, HISTORY_JSON, Catalog
+from mmops.inference.model_dir import load_model_dir
+from mmops.inference.predict import predict_logits
 
 
 def _train(prepared, model_dir, **extra):
-    params = prepared.model_copy(update={"paths": prepared.paths.model_copy(update={"model": model_dir})})
-    if extra:
-        params = params.model_copy(update={"train": params.train.model_copy(update=extra)})
-    return params, stages.train(params)
+    params = prepared.model_copy(update={"train": prepared.train.model_copy(update=extra)})
+    return stages.train(params, replace(Catalog.from_paths(prepared.paths), model=model_dir))
 
 
 def test_train_learns_and_checkpoints(prepared, tmp_path):
-    _, out = _train(prepared, tmp_path / "m")
-    history = json.loads((out / "history.json").read_text())
-    assert (out / "checkpoint.pt").exists()
+    out = _train(prepared, tmp_path / "m")
+    history = json.loads((out / HISTORY_JSON).read_text())
+    assert (out / CHECKPOINT).exists()
     assert (out / "text_backbone" / "config.json").exists()
     epochs = history["epochs"]
     assert epochs[-1]["train_loss"] < epochs[0]["train_loss"]
@@ -25,25 +25,25 @@ def test_train_learns_and_checkpoints(prepared, tmp_path):
 
 
 def test_training_is_deterministic(prepared, tmp_path):
-    _, a = _train(prepared, tmp_path / "a", epochs=2)
-    _, b = _train(prepared, tmp_path / "b", epochs=2)
-    sa = torch.load(a / "checkpoint.pt", weights_only=True)["state_dict"]
-    sb = torch.load(b / "checkpoint.pt", weights_only=True)["state_dict"]
+    a = _train(prepared, tmp_path / "a", epochs=2)
+    b = _train(prepared, tmp_path / "b", epochs=2)
+    sa = torch.load(a / CHECKPOINT, weights_only=True)["state_dict"]
+    sb = torch.load(b / CHECKPOINT, weights_only=True)["state_dict"]
     assert sa.keys() == sb.keys()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 def test_early_stopping(prepared, tmp_path):
-    _, out = _train(prepared, tmp_path / "es", epochs=30, patience=1, lr=0.0)
-    history = json.loads((out / "history.json").read_text())
+    out = _train(prepared, tmp_path / "es", epochs=30, patience=1, lr=0.0)
+    history = json.loads((out / HISTORY_JSON).read_text())
     assert history["summary"]["epochs_run"] == 2  # lr=0: no improvement after epoch 1
 
 
 def test_model_dir_round_trip(prepared, tmp_path):
-    params, out = _train(prepared, tmp_path / "rt", epochs=1)
+    out = _train(prepared, tmp_path / "rt", epochs=1)
     loaded = load_model_dir(out)
     assert loaded.classes == prepared.classes
-    test = torch.load(prepared.paths.features / "test.pt", weights_only=True)
+    test = torch.load(Catalog.from_paths(prepared.paths).split("test"), weights_only=True)
     logits = predict_logits(loaded.model, test, torch.device("cpu"), 16)
     again = predict_logits(load_model_dir(out).model, test, torch.device("cpu"), 16)
     assert logits.shape == (len(test["labels"]), 10)

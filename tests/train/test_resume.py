@@ -7,18 +7,22 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 import torch
 import yaml
 
-from mmops.config import load_params
-from mmops.train.recipe import LAST, lr_lambda
+from mmops.catalog import CHECKPOINT, HISTORY_JSON, RESUME_STATE, Catalog
+from mmops.params_file import load_params
+from mmops.train.recipe import lr_lambda
 
 EPOCHS = 3
 SCRIPT = (
-    "import sys; from pathlib import Path; from mmops.config import load_params; from mmops.train.recipe import train; "
-    "train(Path(sys.argv[1]), Path(sys.argv[2]), load_params(sys.argv[3]), resume=sys.argv[4] == '1')"
+    "import sys; from dataclasses import replace; from pathlib import Path; from mmops.catalog import Catalog; "
+    "from mmops.params_file import load_params; from mmops.train.recipe import train; "
+    "params = load_params(sys.argv[2]); "
+    "train(params, replace(Catalog.from_paths(params.paths), model=Path(sys.argv[1])), resume=sys.argv[3] == '1')"
 )
 
 
@@ -37,7 +41,7 @@ def params_file(prepared, tmp_path):
 
 def _start(prepared, out, params_file, resume=False):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    argv = [sys.executable, "-c", SCRIPT, str(prepared.paths.features), str(out), str(params_file), "1" if resume else "0"]
+    argv = [sys.executable, "-c", SCRIPT, str(out), str(params_file), "1" if resume else "0"]
     return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -48,7 +52,7 @@ def _finish(proc):
 
 
 def _last(out):
-    return torch.load(out / LAST, weights_only=False)
+    return torch.load(out / RESUME_STATE, weights_only=False)
 
 
 def test_resume_after_sigkill_matches_uninterrupted_run(prepared, params_file, tmp_path):
@@ -60,7 +64,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(prepared, params_file, t
     deadline = time.monotonic() + 240
     killed_after = None
     while time.monotonic() < deadline and run_b.poll() is None:
-        if (b_dir / LAST).exists():
+        if (b_dir / RESUME_STATE).exists():
             try:
                 killed_after = _last(b_dir)["epoch"]
             except Exception:  # noqa: BLE001  (a torch.save in flight is never visible: atomic replace)
@@ -72,7 +76,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(prepared, params_file, t
     run_b.wait(timeout=60)
     assert run_b.returncode == -signal.SIGKILL, "B ended before it could be killed"
     assert killed_after is not None and killed_after < EPOCHS
-    assert not (b_dir / "history.json").exists()
+    assert not (b_dir / HISTORY_JSON).exists()
     _finish(run_a)
 
     log = _finish(_start(prepared, b_dir, params_file, resume=True))
@@ -85,12 +89,12 @@ def test_resume_after_sigkill_matches_uninterrupted_run(prepared, params_file, t
     assert not different, f"resumed weights differ (killed after epoch {killed_after}): {different[:5]}"
     strip = lambda h: [{k: v for k, v in row.items() if k != "seconds"} for row in h]  # noqa: E731
     assert strip(a["history"]) == strip(b["history"])
-    summary_a = json.loads((a_dir / "history.json").read_text())["summary"]
-    summary_b = json.loads((b_dir / "history.json").read_text())["summary"]
+    summary_a = json.loads((a_dir / HISTORY_JSON).read_text())["summary"]
+    summary_b = json.loads((b_dir / HISTORY_JSON).read_text())["summary"]
     assert summary_a == summary_b
     # the best checkpoint is the same too
-    ca = torch.load(a_dir / "checkpoint.pt", weights_only=True)["state_dict"]
-    cb = torch.load(b_dir / "checkpoint.pt", weights_only=True)["state_dict"]
+    ca = torch.load(a_dir / CHECKPOINT, weights_only=True)["state_dict"]
+    cb = torch.load(b_dir / CHECKPOINT, weights_only=True)["state_dict"]
     assert all(torch.equal(ca[k], cb[k]) for k in ca)
 
 
@@ -98,13 +102,14 @@ def test_resume_of_finished_run_is_a_no_op(prepared, tmp_path):
     from mmops.train.recipe import train
 
     params = prepared.model_copy(update={"train": prepared.train.model_copy(update={"epochs": 1, "device": "cpu"})})
-    out = train(prepared.paths.features, tmp_path / "m", params)
+    paths = replace(Catalog.from_paths(params.paths), model=tmp_path / "m")
+    out = train(params, paths)
     before = _last(out)["state_dict"]
-    train(prepared.paths.features, out, params, resume=True)
+    train(params, paths, resume=True)
     after = _last(out)
     assert after["epoch"] == 1
     assert all(torch.equal(before[k], after["state_dict"][k]) for k in before)
-    assert len(json.loads((out / "history.json").read_text())["epochs"]) == 1
+    assert len(json.loads((out / HISTORY_JSON).read_text())["epochs"]) == 1
 
 
 def test_lr_schedule_warmup_then_cosine():

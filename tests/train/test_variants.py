@@ -1,11 +1,15 @@
 """The recipe with the non-default components: gru_text + gated / cross_attention fusion, then the
 model folder round trip (gru_text exports its tokenizer only)."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
-from mmops.train import load_model_dir
-from mmops.train.recipe import predict_logits, train
+from mmops.catalog import Catalog
+from mmops.inference.model_dir import load_model_dir
+from mmops.inference.predict import predict_logits
+from mmops.train.recipe import train
 
 
 @pytest.mark.parametrize("fusion", ["gated", "cross_attention"])
@@ -19,10 +23,11 @@ def test_gru_text_with_fusion_trains_and_round_trips(prepared, tiny_text_model, 
         "model": model,
         "train": prepared.train.model_copy(update={"epochs": 2, "device": "cpu", "grad_clip": 1.0, "schedule": "cosine"}),
     })
-    out = train(prepared.paths.features, tmp_path / fusion, params)
+    paths = replace(Catalog.from_paths(prepared.paths), model=tmp_path / fusion)
+    out = train(params, paths)
     assert (out / "text_backbone" / "tokenizer_config.json").exists()
     loaded = load_model_dir(out)
     assert type(loaded.model.encoders["text"]).__name__ == "GRUTextEncoder"
-    test = torch.load(prepared.paths.features / "test.pt", weights_only=True)
+    test = torch.load(paths.split("test"), weights_only=True)
     logits = predict_logits(loaded.model, test, torch.device("cpu"), 16)
     assert logits.shape == (len(test["labels"]), 10) and torch.isfinite(logits).all()

@@ -1,0 +1,368 @@
+"""`mmops` command line: one command per stage, plus `run` for the whole Prefect flow."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mmops.env import configure_tool_env
+from mmops.errors import UserError
+from mmops.flatten import flatten
+
+configure_tool_env()
+
+app = typer.Typer(
+    help="mmops: validate -> preprocess -> train -> evaluate -> register -> gate, for multimodal classifiers.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="params file; defaults apply if it is absent")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="override a param: section.key=value")]
+DataOpt = Annotated[Optional[Path], typer.Option("--data", "-d", help="dataset folder (default: paths.data)")]
+
+
+def _params(path: Path, overrides: list[str] | None, check_components: bool = True):
+    from mmops.config import ConfigError
+    from mmops.params_file import load_params
+
+    try:
+        return load_params(path if path.exists() or path != Path("params.yaml") else None, overrides, check_components)
+    except ConfigError as err:
+        _fail(str(err), 2)
+
+
+def _stage_inputs(path: Path, overrides: list[str] | None, data: Path | None = None, check_components: bool = True):
+    """(params, catalogue) of a stage command: `data` replaces `paths.data` when given."""
+    from mmops.catalog import Catalog
+
+    params = _params(path, overrides, check_components)
+    return params, Catalog.from_paths(params.paths, data=data)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def _guard(fn):
+    """Turn the errors a person can act on into a message and an exit code, not a traceback."""
+    from mmops.config import ConfigError
+    from mmops.stages import DataValidationError
+
+    try:
+        return fn()
+    except ConfigError as err:
+        _fail(str(err), 2)
+    except DataValidationError as err:
+        if err.report is not None:
+            from mmops.validate import print_report
+
+            print_report(err.report, console)
+        _fail(str(err), 1)
+    except (UserError, FileNotFoundError) as err:
+        _fail(str(err), 1)
+
+
+@app.command("demo-data")
+def demo_data_cmd(
+    out: Annotated[Optional[Path], typer.Option(help="output folder (default: paths.data)")] = None,
+    params: ParamsOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+) -> None:
+    """Generate the built-in avdigits dataset (deterministic from demo.seed)."""
+    from mmops import stages
+
+    p, paths = _stage_inputs(params, set_, out)
+    path = _guard(lambda: stages.demo_data(p, paths))
+    console.print(f"demo dataset ready: {path}")
+
+
+@app.command("validate")
+def validate_cmd(
+    data_dir: Annotated[Optional[Path], typer.Argument(help="dataset folder (default: paths.data)")] = None,
+    params: ParamsOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+) -> None:
+    """Validate a dataset (Great Expectations + media checks); non-zero exit on any error."""
+    from mmops import stages
+    from mmops.validate import print_report
+
+    p, paths = _stage_inputs(params, set_, data_dir, check_components=False)  # no model is built: no torch
+    report = _guard(lambda: stages.validate(p, paths))
+    print_report(report, console)
+    console.print(f"passed; report in {paths.reports}")
+
+
+@app.command("profile")
+def profile_cmd(
+    data_dir: Annotated[Path, typer.Argument(help="dataset folder (manifest.csv or .parquet + media)")],
+    out: Annotated[Path, typer.Option(help="folder for profile.md and profile.json")] = Path("reports/profile"),
+    write: Annotated[
+        Optional[Path], typer.Option("--write", help="also write a params file with every `auto` pinned to its value")
+    ] = None,
+    params: ParamsOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+) -> None:
+    """A dataset card without training: rows per split and class, modality coverage, media and text
+    statistics, duplicates, imbalance, and the values `auto` would pick."""
+    import yaml
+
+    from mmops.data.manifest import read_manifest
+    from mmops.data.profile import profile_dataset
+    from mmops.data.splits import assign_splits
+    from mmops.features.auto import resolve
+
+    p = _params(params, set_)
+    profile = _guard(lambda: profile_dataset(data_dir))
+    resolved = _guard(lambda: resolve(
+        p.classes, p.features, p.model, assign_splits(read_manifest(data_dir), p.seed), data_dir))
+    out.mkdir(parents=True, exist_ok=True)
+    auto = "\n".join(["## What `auto` picks", "", "| setting | value |", "| --- | --- |"]
+                     + [f"| {k} | {v} |" for k, v in resolved.summary()])
+    (out / "profile.md").write_text(profile.markdown() + "\n" + auto + "\n")
+    (out / "profile.json").write_text(json.dumps(
+        {"profile": profile.model_dump(mode="json"), "auto": resolved.model_dump(mode="json")}, indent=2))
+    table = Table(title=f"{data_dir}: {profile.n_rows} rows")
+    table.add_column("item")
+    table.add_column("value")
+    table.add_row("classes", ", ".join(f"{c} ({n})" for c, n in list(profile.classes.items())[:12]))
+    if profile.splits:
+        table.add_row("splits", ", ".join(f"{s} ({n})" for s, n in profile.splits.items()))
+    for m, cov in profile.modalities.items():
+        table.add_row(f"{m} coverage", f"{cov.fraction:.0%}" if cov.column else "no column")
+    for setting, value in resolved.summary():
+        table.add_row(f"auto: {setting}", value)
+    for warning in profile.warnings:
+        table.add_row("warning", warning)
+    Console().print(table)
+    console.print(f"profile written to {out / 'profile.md'} and {out / 'profile.json'}")
+    if write is not None:
+        pinned = resolved.apply(p).model_copy(update={"paths": p.paths.model_copy(update={"data": data_dir})})
+        write.write_text(yaml.safe_dump(pinned.dump(), sort_keys=False))
+        console.print(f"params with `auto` pinned written to {write}")
+
+
+@app.command("preprocess")
+def preprocess_cmd(data: DataOpt = None, params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Featurize a validated dataset (tokenize, image transforms, log-mels), cached by content."""
+    from mmops import stages
+
+    p, paths = _stage_inputs(params, set_, data)
+    resolved = _guard(lambda: stages.preprocess(p, paths))
+    for setting, value in resolved.summary():
+        console.print(f"{setting}: {value}")
+    console.print(f"features written to {paths.features} (what `auto` became: {paths.resolved})")
+
+
+@app.command("train")
+def train_cmd(
+    params: ParamsOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue from the last epoch checkpoint (last.pt)")] = False,
+) -> None:
+    """Train the fusion model (CUDA + mixed precision when present; DDP under torchrun)."""
+    from mmops import stages
+
+    p, paths = _stage_inputs(params, set_)
+    out = _guard(lambda: stages.train(p, paths, resume=resume))
+    console.print(f"checkpoint written to {out}")
+
+
+@app.command("evaluate")
+def evaluate_cmd(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Evaluate on the test split, whole and with each modality removed."""
+    from mmops import stages
+
+    p, paths = _stage_inputs(params, set_)
+    metrics = _guard(lambda: stages.evaluate(p, paths))
+    print(json.dumps(metrics, indent=2))
+
+
+@app.command("register")
+def register_cmd(data: DataOpt = None, params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Register the model as `challenger`; promote to `champion` if the gate passes."""
+    from mmops import stages
+
+    p, paths = _stage_inputs(params, set_, data)
+    result = _guard(lambda: stages.register(p, paths))
+    print_summary(result, None)
+
+
+ReasonOpt = Annotated[str, typer.Option("--reason", "-r", help="why; recorded in the registry's history")]
+
+
+def _registry(params: Path, overrides: list[str] | None):
+    """(MlflowClient on MLFLOW_TRACKING_URI or the project store, registered model name)."""
+    import mlflow
+
+    from mmops.registry.tracking import tracking_uri
+
+    p = _params(params, overrides)
+    mlflow.set_tracking_uri(tracking_uri())
+    return mlflow.MlflowClient(), p.registry.model_name
+
+
+def _print_move(result, verb: str) -> None:
+    for e in result.events:
+        console.print(f"{verb}: {e.alias} v{e.from_version or '-'} -> {'v' + e.to_version if e.to_version else '(removed)'}"
+                      f" (#{e.seq}, {e.actor})")
+
+
+@app.command("promote")
+def promote_cmd(
+    version: Annotated[str, typer.Argument(help="model version to make champion")],
+    reason: ReasonOpt,
+    expect: Annotated[Optional[str], typer.Option(
+        "--expect-champion", help="compare-and-set: refuse unless the champion is still this version")] = None,
+    force: Annotated[bool, typer.Option("--force", help="promote a version the gate rejected")] = False,
+    params: ParamsOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+) -> None:
+    """Point `champion` at VERSION (its int8 variant follows as `champion_int8`); recorded in the history."""
+    from mmops.registry.promotion import ANY_CHAMPION, promote
+
+    client, name = _registry(params, set_)
+    _print_move(_guard(lambda: promote(client, name, version, reason, expect or ANY_CHAMPION, force)), "promoted")
+
+
+@app.command("rollback")
+def rollback_cmd(
+    reason: ReasonOpt,
+    to: Annotated[Optional[str], typer.Option("--to", help="version to roll back to (default: the previous champion)")] = None,
+    params: ParamsOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+) -> None:
+    """Point `champion` back at the previous champion from the history (or --to VERSION)."""
+    from mmops.registry.promotion import rollback
+
+    client, name = _registry(params, set_)
+    _print_move(_guard(lambda: rollback(client, name, reason, to)), "rolled back")
+
+
+@app.command("history")
+def history_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="print the events as JSON")] = False,
+    params: ParamsOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+) -> None:
+    """Every alias move of the registered model: time, actor, reason, from -> to, rule results."""
+    from mmops.registry.promotion import history_table, read_history
+
+    client, name = _registry(params, set_)
+    events = read_history(client, name)
+    if as_json:
+        print(json.dumps([e.model_dump() for e in events], indent=2))
+    else:
+        Console().print(history_table(name, events))
+
+
+@app.command("ablate")
+def ablate_cmd(
+    out: Annotated[Path, typer.Option(help="output folder for models and the table")] = Path("artifacts/ablation"),
+    fusion: Annotated[
+        Optional[list[str]], typer.Option(help="fusions to compare (repeatable; default: every registered one)")
+    ] = None,
+    mlflow: Annotated[bool, typer.Option(help="log a run per variant and the table to MLflow")] = True,
+    params: ParamsOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+) -> None:
+    """Train and evaluate each single modality and each fusion on the same splits (run preprocess first)."""
+    from mmops.experiments.ablation import ablate, default_variants, render_table
+
+    p, paths = _stage_inputs(params, set_)
+    results = _guard(lambda: ablate(p, paths, out, default_variants(p, fusion), log_to_mlflow=mlflow))
+    Console().print(render_table(results))
+    console.print(f"table written to {out / 'ablation.md'}")
+
+
+@app.command("run")
+def run_cmd(
+    data: DataOpt = None,
+    params: ParamsOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="rerun every stage, ignoring the content-hash cache")] = False,
+) -> None:
+    """Run the whole pipeline as a Prefect flow (demo data when --data is not given); unchanged stages are cached."""
+    from mmops.orchestrate.retrain import RegistryUnavailable, retrain
+
+    _params(params, set_)  # fail fast on bad params, before Prefect starts
+    try:
+        result = _guard(
+            lambda: retrain(
+                params_path=str(params) if params.exists() else None,
+                overrides=list(set_ or []),
+                data_dir=str(data) if data else None,
+                force=force,
+            )
+        )
+    except RegistryUnavailable as err:  # retried already; the message names the server and attempts
+        _fail(str(err), 1)
+    print_summary(result["registry"], result["metrics"], result.get("resolved"))
+
+
+@app.command("schedule")
+def schedule_cmd(
+    data: DataOpt = None,
+    params: ParamsOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+    port: Annotated[int, typer.Option(help="port of the Prefect server started here (when PREFECT_API_URL is unset)")] = 4200,
+) -> None:
+    """Run the schedule locally until Ctrl-C: Prefect server (if none is configured), work pool, deployments, worker."""
+    from mmops.orchestrate.local import run_scheduler
+
+    _params(params, set_)
+    _guard(lambda: run_scheduler(str(params) if params.exists() else None, list(set_ or []),
+                                 str(data) if data else None, port=port))
+
+
+def _serving_commands() -> None:
+    from mmops.cli.serve import predict_command, serve_command
+
+    app.command("serve")(serve_command)
+    app.command("predict")(predict_command)
+
+
+_serving_commands()
+
+
+def print_summary(registry: dict, metrics: dict | None, resolved: list[tuple[str, str]] | None = None) -> None:
+    table = Table(title=f"{registry['model_name']} v{registry['version']}")
+    table.add_column("item")
+    table.add_column("value")
+    for setting, value in resolved or []:  # what `auto` became on this data
+        table.add_row(f"data: {setting}", value)
+    if metrics:
+        for key, value in flatten(metrics).items():
+            if key.startswith("latency") or not isinstance(value, (int, float)):
+                continue
+            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    decision = registry["decision"]
+    for rule in decision["rules"]:
+        table.add_row(f"gate: {rule['rule']}", f"{'pass' if rule['passed'] else 'FAIL'} ({rule['value']} vs {rule['threshold']})")
+    verdict = "promoted to champion" if registry["promoted"] else f"not promoted; champion stays v{registry['champion_version']}"
+    table.add_row("decision", verdict)
+    quant = registry.get("quantized")
+    if quant:
+        where = f"registered as v{quant['version']}" if quant["version"] else "not registered"
+        table.add_row("int8 variant", f"{where} (accuracy drop {quant['accuracy_drop']:+.4f}, size x{quant['size_ratio']:.2f}, "
+                      f"latency x{quant['latency_ratio']:.2f})")
+    table.add_row("MLflow store", registry["tracking_uri"])
+    Console().print(table)
+    uri = registry["tracking_uri"]
+    Console().print(f"Open the MLflow UI: mlflow ui --backend-store-uri {uri} --port 5000  (then http://127.0.0.1:5000)")
+
+
+def main() -> None:  # pragma: no cover - console script entry
+    sys.exit(app())
+
+
+if __name__ == "__main__":
+    app()

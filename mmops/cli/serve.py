@@ -1,0 +1,122 @@
+"""`mmops serve` and `mmops predict`: arguments, tracking URI, progress and printing only
+(wired into the main CLI as `app.command("serve")(serve_command)` and `app.command("predict")(predict_command)`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+console = Console(stderr=True)
+
+
+def _default_model_name(params: Path) -> str:
+    from mmops.params_file import load_params
+
+    return load_params(params if params.exists() else None, None).registry.model_name
+
+
+def _fail(message: str, code: int = 1) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def serve_command(
+    host: Annotated[str, typer.Option(help="interface to bind (0.0.0.0 to expose it)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8080,
+    model_name: Annotated[Optional[str], typer.Option(help="registered model (default: registry.model_name)")] = None,
+    alias: Annotated[str, typer.Option(help="registry alias to serve and watch")] = "champion",
+    poll_interval: Annotated[Optional[float], typer.Option(help="seconds between champion checks; 0 = off [10]")] = None,
+    max_batch_size: Annotated[Optional[int], typer.Option(help="rows per model call [32]")] = None,
+    max_wait_ms: Annotated[Optional[float], typer.Option(help="how long a batch waits for more requests [5]")] = None,
+    max_body_bytes: Annotated[Optional[int], typer.Option(help="request body cap in bytes [8 MiB]")] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+    access_log: Annotated[bool, typer.Option(help="log every request")] = False,
+    params: Annotated[Path, typer.Option("--params", "-p", help="params file (for the default model name)")] = Path(
+        "params.yaml"
+    ),
+) -> None:
+    """Serve `models:/NAME@ALIAS` over HTTP (/predict, /health, /metadata, /metrics), hot-reloading it.
+
+    Limits also come from env MMOPS_SERVE_* (e.g. MMOPS_SERVE_MAX_BODY_BYTES); set
+    MMOPS_SERVE_TOKEN to require `Authorization: Bearer <token>`. MLflow: MLFLOW_TRACKING_URI.
+    """
+    from mlflow.exceptions import MlflowException
+    from pydantic import ValidationError
+
+    from mmops.env import configure_tool_env
+    from mmops.serve.app import serve
+    from mmops.serve.reloader import RegistrySource
+    from mmops.serve.settings import ServeSettings
+
+    configure_tool_env()
+    try:
+        settings = ServeSettings.from_env(
+            model_name=model_name or _default_model_name(params), alias=alias, poll_interval_s=poll_interval,
+            max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_body_bytes=max_body_bytes,
+        )
+    except ValidationError as err:
+        _fail(f"invalid serve settings: {err}", 2)
+    source = RegistrySource(settings.model_name, settings.alias)
+    try:
+        version = source.current_version()
+    except MlflowException as err:
+        _fail(f"cannot resolve models:/{settings.model_name}@{settings.alias} in {source.tracking_uri}: "
+              f"{str(err).splitlines()[0]}")
+    console.print(f"serving models:/{settings.model_name}@{settings.alias} (v{version}) on http://{host}:{port}")
+    serve(settings, host=host, port=port, log_level=log_level, access_log=access_log, source=source)
+
+
+def predict_command(
+    data: Annotated[Path, typer.Option("--data", "-d", help="dataset folder with manifest.csv/.parquet")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="CSV to write")] = Path("predictions.csv"),
+    model_uri: Annotated[
+        Optional[str], typer.Option(help="MLflow model URI or a local model folder (default: models:/NAME@champion)")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="rows per forward")] = 64,
+    params: Annotated[Path, typer.Option("--params", "-p", help="params file (for the default model name)")] = Path(
+        "params.yaml"
+    ),
+) -> None:
+    """Batch inference over a dataset's manifest: writes sample_id, label and one prob_<class> per class."""
+    import mlflow
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from mmops.data.manifest import manifest_path
+    from mmops.env import configure_tool_env
+    from mmops.inference.predict import load_model_uri, predict_manifest
+    from mmops.registry.tracking import tracking_uri
+
+    configure_tool_env()
+    uri = model_uri or f"models:/{_default_model_name(params)}@champion"
+    try:
+        manifest_path(data)  # a missing dataset fails before the (slow) model load
+        mlflow.set_tracking_uri(tracking_uri())
+        loaded = load_model_uri(uri)
+        with Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=console) as bar:
+            task = bar.add_task("predict", total=None)
+            frame = predict_manifest(data, loaded, batch_size,
+                                     progress=lambda done, total: bar.update(task, completed=done, total=total))
+    except FileNotFoundError as err:
+        _fail(str(err))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out, index=False)
+    console.print(f"{len(frame)} predictions from {uri} written to {out}")
+
+
+app = typer.Typer(help="mmops serving commands", no_args_is_help=True, pretty_exceptions_enable=False)
+app.command("serve")(serve_command)
+app.command("predict")(predict_command)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1 @@
+"""Experiments over the pipeline: ablations that train and evaluate several variants."""

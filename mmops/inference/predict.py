@@ -1,0 +1,107 @@
+"""Raw rows or featurized splits -> logits, labels and probabilities.
+
+The one prediction path: evaluation, the gate's re-scoring, quantisation, the pyfunc, `mmops
+predict` and `mmops serve` all come through here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from mmops.config import MODALITIES
+from mmops.data.manifest import MEDIA_COLUMNS, read_manifest
+from mmops.features.extract import featurize_frame
+from mmops.features.tensors import index, to_device
+from mmops.inference.model_dir import (
+    CHECKPOINT,
+    INT8_CHECKPOINT,
+    LoadedModel,
+    load_model_dir,
+)
+from mmops.models.classifier import with_frozen_embeddings
+
+
+@torch.no_grad()
+def predict_logits(model, data: dict, device, batch_size: int, drop=frozenset(), autocast=nullcontext) -> torch.Tensor:
+    """Logits for a whole featurized split, in batches, in eval mode, on CPU at the end."""
+    model.eval()
+    data = with_frozen_embeddings(model, data, batch_size)
+    n = len(data["labels"]) if "labels" in data else next(iter(data["present"].values())).shape[0]
+    out = []
+    for start in range(0, n, batch_size):
+        batch = to_device(index(data, torch.arange(start, min(start + batch_size, n))), device)
+        with autocast():
+            out.append(model(batch, drop=drop).float().cpu())
+    return torch.cat(out)
+
+
+def predict_frame(loaded: LoadedModel, frame: pd.DataFrame, batch_size: int = 64) -> pd.DataFrame:
+    """Raw rows -> labels and probabilities, through the training preprocessing.
+
+    Columns `text`, `image`, `audio` (any may be absent); an image or audio cell holds a file path
+    or raw bytes; empty or None means missing. Output: `label` and one probability column per class.
+    """
+    frame = frame.reset_index(drop=True)
+    for column in MODALITIES:
+        if column not in frame:
+            frame[column] = None
+    frame["text"] = frame["text"].map(lambda t: "" if t is None or (isinstance(t, float) and t != t) else t)
+    batch = featurize_frame(frame, loaded.extractor, base_dir=None)
+    probs = torch.softmax(predict_logits(loaded.model, batch, torch.device("cpu"), batch_size), dim=1)
+    out = pd.DataFrame(probs.numpy(), columns=loaded.classes)
+    out.insert(0, "label", [loaded.classes[i] for i in probs.argmax(1).tolist()])
+    return out
+
+
+def warm_up(loaded: LoadedModel) -> None:
+    """One forward on a text-only row, so the first real request does not pay for lazy init."""
+    predict_frame(loaded, pd.DataFrame({"text": ["warm up"], "image": [None], "audio": [None]}))
+
+
+def unwrap_loaded(pyfunc_model) -> LoadedModel:
+    """The `LoadedModel` inside a loaded `MultimodalPyfunc` (the training preprocessing path)."""
+    python_model = pyfunc_model.unwrap_python_model()
+    loaded = getattr(python_model, "loaded", None)
+    if not isinstance(loaded, LoadedModel):
+        raise TypeError(f"{type(python_model).__name__} is not an mmops MultimodalPyfunc")
+    return loaded
+
+
+def load_model_uri(uri: str, dst_path: Path | None = None) -> LoadedModel:
+    """A local model folder (fp32 or int8) or any MLflow model URI -> `LoadedModel`."""
+    local = Path(uri)
+    if (local / CHECKPOINT).is_file() or (local / INT8_CHECKPOINT).is_file():
+        return load_model_dir(local)
+    import mlflow.pyfunc
+
+    return unwrap_loaded(mlflow.pyfunc.load_model(uri, dst_path=str(dst_path) if dst_path else None))
+
+
+def predict_manifest(
+    data_dir: Path, loaded: LoadedModel, batch_size: int = 64, progress: Callable[[int, int], None] | None = None
+) -> pd.DataFrame:
+    """Every manifest row of a dataset folder -> `sample_id`, `label` and one `prob_<class>` per class.
+
+    Media paths resolve against `data_dir`; `progress(rows_done, rows_total)` is called after each batch.
+    """
+    manifest = read_manifest(data_dir)
+    if "sample_id" not in manifest:
+        raise FileNotFoundError(f"{data_dir}: the manifest has no sample_id column")
+    rows = pd.DataFrame({m: manifest[m] if m in manifest else "" for m in MODALITIES})
+    for column in MEDIA_COLUMNS:
+        rows[column] = [str((Path(data_dir) / p).resolve()) if p else "" for p in rows[column]]
+    parts = []
+    for start in range(0, len(rows), batch_size):
+        parts.append(predict_frame(loaded, rows.iloc[start : start + batch_size], batch_size=batch_size))
+        if progress is not None:
+            progress(min(start + batch_size, len(rows)), len(rows))
+    pred = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["label", *loaded.classes])
+    out = pd.DataFrame({"sample_id": manifest["sample_id"].to_numpy(), "label": pred["label"].to_numpy()})
+    for c in loaded.classes:
+        out[f"prob_{c}"] = pred[c].to_numpy()
+    return out

@@ -1,0 +1,141 @@
+"""Stage caching on content hashes, the way `dvc repro` decides what to rerun.
+
+A stage's key hashes what it depends on: the content of its input files and folders, the
+params sections it reads and the source of the `mmops` packages that implement it, plus where
+it writes. The params keys and code are the stage's `params:` and `mmops/...` `deps:` in
+`dvc.yaml`, read from there: the stage graph is declared once. After a stage runs, a stamp in
+the catalogue's stage-stamp folder records the key and the content hash of every output. A
+later run may reuse the result only when the key is unchanged *and* the outputs on disk still
+hash as recorded, so a deleted or edited output folder reruns the stage. The flow hands the
+key to Prefect as the task's cache key (the UI then shows the run as `Cached`), and refreshes
+the cache whenever the stamp is not fresh or `force` is set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import mmops
+from mmops.catalog import Catalog
+from mmops.config import Params
+from mmops.data.hashing import file_sha256, tree_sha256
+
+PACKAGE_ROOT = Path(mmops.__file__).resolve().parent
+CODE_PREFIX = "mmops/"  # the `deps:` entries that are code, not data
+
+
+@dataclass(frozen=True)
+class StageDeps:
+    """What a stage's result depends on besides its input files: params keys and code."""
+
+    params: tuple[str, ...]
+    code: tuple[str, ...]  # paths under mmops/ (packages or modules)
+
+
+def dvc_yaml() -> Path:
+    """The pipeline declaration: beside the package (a source checkout), else in the working directory."""
+    candidates = (PACKAGE_ROOT.parent / "dvc.yaml", Path.cwd() / "dvc.yaml")
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"dvc.yaml not found at {candidates[0]} or {candidates[1]}: the flow reads the stage graph "
+        "(each stage's params and code) from it; run from the project folder"
+    )
+
+
+@lru_cache(maxsize=None)
+def stage_graph() -> dict[str, StageDeps]:
+    """Each stage's params keys and `mmops/` code deps, as `dvc.yaml` declares them."""
+    stages = yaml.safe_load(dvc_yaml().read_text())["stages"]
+    return {
+        name: StageDeps(
+            params=tuple(stage.get("params", ())),
+            code=tuple(d.removeprefix(CODE_PREFIX) for d in stage.get("deps", ()) if d.startswith(CODE_PREFIX)),
+        )
+        for name, stage in stages.items()
+    }
+
+
+@lru_cache(maxsize=None)
+def code_digest(parts: tuple[str, ...]) -> str:
+    """Hash of the Python source under the given `mmops/` paths (the code version of a stage)."""
+    h = hashlib.sha256(b"mmops-stage-code-v1\n")
+    for part in sorted(parts):
+        root = PACKAGE_ROOT / part
+        files = [root] if root.is_file() else sorted(root.rglob("*.py"))
+        for file in files:
+            h.update(f"{file.relative_to(PACKAGE_ROOT).as_posix()}\0{file_sha256(file)}\n".encode())
+    return h.hexdigest()
+
+
+def params_subset(params: Params, keys: tuple[str, ...]) -> dict[str, Any]:
+    """The values of dotted params keys (`model.text`), as in `dvc.yaml`'s `params:` lists."""
+    dump = params.dump()
+    out = {}
+    for key in keys:
+        node: Any = dump
+        for part in key.split("."):
+            node = node[part]
+        out[key] = node
+    return out
+
+
+def _digest(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class StageCache:
+    """The cache key and freshness stamp of one stage for one set of inputs and outputs."""
+
+    def __init__(
+        self, stage: str, params: Params, paths: Catalog, inputs: dict[str, str], outputs: list[Path],
+        extra: dict | None = None,
+    ):
+        deps = stage_graph()[stage]
+        self.stage = stage
+        self.outputs = [Path(o).resolve() for o in outputs]
+        self.key = _digest({
+            "stage": stage,
+            "inputs": inputs,
+            "params": params_subset(params, deps.params),
+            "code": code_digest(deps.code),
+            "outputs": [str(o) for o in self.outputs],
+            "extra": extra or {},
+        })
+        where = _digest([str(o) for o in self.outputs])[:12]
+        self.stamp = paths.stage_stamps.resolve() / f"{stage}-{where}.json"
+
+    def staleness(self) -> str | None:
+        """Why the stage must run again, or None when its last result can be reused."""
+        try:
+            stamp = json.loads(self.stamp.read_text())
+        except (OSError, ValueError):
+            return "no earlier run writes these outputs"
+        if stamp.get("key") != self.key:
+            return "its inputs, params or code changed"
+        recorded = stamp.get("outputs", {})
+        for output in self.outputs:
+            if recorded.get(str(output)) != tree_sha256(output) or not output.exists():
+                return f"{output} was changed or removed since it was written"
+        return None
+
+    def fresh(self) -> bool:
+        """True when the last run of this stage had this key and its outputs are unchanged."""
+        return self.staleness() is None
+
+    def record(self) -> None:
+        """Write the stamp after the stage has run (atomically: a torn stamp never looks fresh)."""
+        self.stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp = {"stage": self.stage, "key": self.key, "outputs": {str(o): tree_sha256(o) for o in self.outputs}}
+        tmp = self.stamp.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(stamp, indent=2))
+        tmp.replace(self.stamp)

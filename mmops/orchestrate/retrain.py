@@ -1,0 +1,308 @@
+"""The retrain flow: demo data (if no dataset given) -> validate -> preprocess -> train ->
+evaluate -> register/gate, each a Prefect task around the same stage function the CLI runs.
+
+Every stage is cached on the content hash of its inputs (mmops/orchestrate/cache.py), so a rerun on
+unchanged data and params finds each stage `Cached` and skips to the end; `force=True`
+(`mmops run --force`) reruns everything. Tasks that write storage or talk to MLflow retry
+with exponential backoff (`orchestration` in params.yaml). One retrain runs at a time
+(a global concurrency limit), and a failed run calls `mmops.orchestrate.notify.on_flow_failure`.
+
+Run: `mmops run` (or `python -m mmops.orchestrate.retrain`); deployments: mmops/orchestrate/deploy.py.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
+from prefect.cache_policies import NO_CACHE, CacheKeyFnPolicy
+
+from mmops import stages
+from mmops.catalog import RESUME_STATE, Catalog
+from mmops.config import Params, RetryPolicy
+from mmops.data.hashing import tree_sha256
+from mmops.env import configure_tool_env  # noqa: F401  (sets PREFECT_HOME before prefect loads)
+from mmops.errors import UserError
+from mmops.features.auto import Resolved
+from mmops.flatten import flatten
+from mmops.orchestrate.cache import StageCache
+from mmops.orchestrate.notify import on_flow_failure
+from mmops.params_file import load_params
+
+CONCURRENCY_LIMIT = "mmops-retrain"
+
+
+class RegistryUnavailable(RuntimeError):
+    """The MLflow tracking server could not be reached; the message names it and the attempt."""
+
+
+def _permanent_errors() -> tuple[type[BaseException], ...]:
+    """Errors that retrying cannot fix: bad data, bad params, refused registration (`UserError`), bugs."""
+    return (UserError, ValueError, KeyError)
+
+
+def _retry_transient(task, task_run, state) -> bool:
+    """Prefect `retry_condition_fn`: retry infrastructure errors, not errors in the inputs."""
+    error = state.data if isinstance(state.data, BaseException) else None
+    return not isinstance(error, _permanent_errors())
+
+
+def retry_options(policy: RetryPolicy) -> dict[str, Any]:
+    return {
+        "retries": policy.retries,
+        "retry_delay_seconds": policy.delays() or 0,
+        "retry_condition_fn": _retry_transient,
+        "timeout_seconds": policy.timeout_seconds,
+    }
+
+
+# -- tasks: thin wrappers, one per stage ------------------------------------------------------
+
+
+def _task(fn, name: str):
+    return task(fn, name=name, cache_policy=NO_CACHE)
+
+
+demo_data = _task(stages.demo_data, "demo_data")
+
+
+@task(name="hash_data", cache_policy=NO_CACHE)
+def hash_data(data: Path) -> str:
+    """Content hash of the dataset (manifest + every media file): the key of everything after."""
+    from mmops.data.hashing import dataset_hash
+
+    return dataset_hash(data)
+
+
+@task(name="validate", cache_policy=NO_CACHE)
+def validate(params: Params, paths: Catalog) -> dict:
+    """Validate; a failure raises DataValidationError naming the samples and rules."""
+    report = stages.validate(params, paths)
+    return {"passed": report.passed, "data_hash": report.data_hash}
+
+
+preprocess = _task(stages.preprocess, "preprocess")
+
+
+@task(name="train", cache_policy=NO_CACHE)
+def train(params: Params, paths: Catalog) -> Path:
+    """Train; a retried attempt resumes from the last epoch checkpoint when there is one."""
+    from prefect.runtime import task_run
+
+    resume = task_run.run_count > 1 and (paths.model / RESUME_STATE).exists()
+    return stages.train(params, paths, resume=resume)
+
+
+evaluate = _task(stages.evaluate, "evaluate")
+
+
+@task(name="register", cache_policy=NO_CACHE)
+def register(params: Params, paths: Catalog) -> dict:
+    """Register and gate; an unreachable MLflow becomes RegistryUnavailable (retried)."""
+    from prefect.runtime import task_run
+
+    from mmops.registry.tracking import tracking_uri
+
+    try:
+        return stages.register(params, paths)
+    except Exception as err:
+        reason = _connection_error(err)
+        if reason is None:
+            raise
+        raise RegistryUnavailable(
+            f"MLflow tracking server {tracking_uri()} is unreachable ({reason}); attempt {task_run.run_count} of "
+            f"{params.orchestration.mlflow.retries + 1}. Registration did not complete and no alias was changed."
+        ) from err
+
+
+def _connection_error(err: BaseException) -> str | None:
+    """A one-line reason when `err` (or what it wraps) is a network failure, else None."""
+    import requests
+
+    seen = err
+    while seen is not None:
+        if isinstance(seen, (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError)):
+            text = str(seen)
+            for marker in ("Connection refused", "timed out", "Name or service not known", "Connection reset"):
+                if marker in text:
+                    return marker.lower()
+            return type(seen).__name__
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+# -- caching ----------------------------------------------------------------------------------
+
+
+def run_cached(tsk, cache: StageCache, force: bool, policy: RetryPolicy | None, *args, fresh: Callable[[], bool] | None = None):
+    """Run `tsk(*args)` under `cache`'s key: reuse the result when the stamp is fresh, else rerun."""
+    why = "forced" if force else cache.staleness()
+    if why is None and fresh is not None and not fresh():
+        why = "the recorded registration no longer matches the registry"
+    is_fresh = why is None
+    get_run_logger().info("%s: %s", cache.stage, "reusing the cached result" if is_fresh else f"running ({why})")
+    options: dict[str, Any] = {
+        "cache_policy": CacheKeyFnPolicy(cache_key_fn=lambda *_: cache.key),
+        "persist_result": True,
+        "refresh_cache": not is_fresh,
+    }
+    if policy is not None:
+        options |= retry_options(policy)
+    state = tsk.with_options(**options)(*args, return_state=True)
+    result = state.result()  # raises the task's error
+    if state.name != "Cached":
+        cache.record()
+    return result
+
+
+def _registry_unchanged(paths: Catalog) -> bool:
+    """The recorded registration still stands: its version exists and the champion is the same."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from mmops.registry.tracking import tracking_uri
+
+    try:
+        recorded = json.loads(paths.registry_json.read_text())
+        client = MlflowClient(tracking_uri())
+        version = client.get_model_version(recorded["model_name"], recorded["version"])
+    except (OSError, ValueError, KeyError, MlflowException):
+        return False
+    try:
+        champion = str(client.get_model_version_by_alias(recorded["model_name"], "champion").version)
+    except MlflowException:  # no champion (yet, or any more)
+        champion = None
+    expected = recorded.get("champion_version")
+    return version.run_id == recorded["run_id"] and champion == (str(expected) if expected else None)
+
+
+# -- artifacts --------------------------------------------------------------------------------
+
+
+def metrics_markdown(metrics: dict) -> str:
+    rows = ["| metric | value |", "| --- | --- |"]
+    for key, value in flatten(metrics).items():
+        rows.append(f"| {key} | {value:.4f} |" if isinstance(value, float) else f"| {key} | {value} |")
+    return "\n".join(rows) + "\n"
+
+
+def _publish_validation(paths: Catalog) -> None:
+    report = paths.validation_md
+    if report.exists():
+        create_markdown_artifact(key="validation-report", markdown=report.read_text(), description="data validation")
+
+
+def mlflow_links(registry: dict) -> dict[str, str]:
+    """Web-UI links to the MLflow run and model version; none for a file or database store."""
+    uri = registry["tracking_uri"]
+    if not uri.startswith(("http://", "https://")):
+        return {}
+    from mlflow import MlflowClient
+
+    base = uri.rstrip("/")
+    experiment = MlflowClient(uri).get_run(registry["run_id"]).info.experiment_id
+    return {
+        "run": f"{base}/#/experiments/{experiment}/runs/{registry['run_id']}",
+        "model_version": f"{base}/#/models/{registry['model_name']}/versions/{registry['version']}",
+    }
+
+
+def publish_results(paths: Catalog, metrics: dict, registry: dict) -> None:
+    """Metrics table, gate decision and where the model lives in MLflow, as Prefect artifacts."""
+    create_markdown_artifact(key="test-metrics", markdown=metrics_markdown(metrics), description="test split")
+    create_markdown_artifact(
+        key="gate-decision", markdown=paths.gate_md.read_text(), description="promotion gate"
+    )
+    links = mlflow_links(registry)
+    create_table_artifact(
+        key="mlflow-model",
+        table=[
+            {"item": "model", "value": f"{registry['model_name']} v{registry['version']}"},
+            {"item": "promoted to champion", "value": str(registry["promoted"])},
+            {"item": "champion", "value": f"v{registry['champion_version']}" if registry["champion_version"] else "none"},
+            {"item": "MLflow run", "value": registry["run_id"]},
+            {"item": "tracking URI", "value": registry["tracking_uri"]},
+            {"item": "load with", "value": f"models:/{registry['model_name']}/{registry['version']}"},
+            {"item": "browse", "value": links.get("model_version")
+             or f"mlflow ui --backend-store-uri {registry['tracking_uri']}"},
+        ],
+        description="MLflow run and model version",
+    )
+    for name, url in links.items():
+        create_link_artifact(key=f"mlflow-{name.replace('_', '-')}", link=url, link_text=f"MLflow {name.replace('_', ' ')}")
+
+
+# -- the flow ---------------------------------------------------------------------------------
+
+
+@contextmanager
+def one_retrain_at_a_time(params: Params):
+    """Hold a slot of the global concurrency limit `mmops-retrain` (created if missing)."""
+    from prefect import get_client
+    from prefect.concurrency.sync import concurrency
+
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(CONCURRENCY_LIMIT, params.orchestration.max_concurrent_runs)
+    with concurrency(CONCURRENCY_LIMIT, occupy=1, strict=True, lease_duration=600):
+        yield
+
+
+@flow(name="mmops-retrain", log_prints=True, on_failure=[on_flow_failure], on_crashed=[on_flow_failure])
+def retrain(
+    params_path: str | None = "params.yaml",
+    overrides: list[str] | None = None,
+    data_dir: str | None = None,
+    force: bool = False,
+) -> dict:
+    """Run the whole pipeline once; returns the evaluation metrics and the registry decision."""
+    params = load_params(params_path, overrides)
+    paths = Catalog.from_paths(params.paths, data=data_dir)
+    orch = params.orchestration
+    with one_retrain_at_a_time(params):
+        if data_dir is None and not stages.holds_user_data(paths.data):  # paths.data may name the team's own data
+            demo_data(params, paths)
+        data_hash = hash_data(paths.data)
+        try:
+            run_cached(validate, StageCache("validate", params, paths, {"data": data_hash},
+                                            [paths.validation_json, paths.validation_md]),
+                       force, None, params, paths)
+        finally:
+            _publish_validation(paths)
+        run_cached(preprocess, StageCache("preprocess", params, paths, {"data": data_hash}, [paths.features]),
+                   force, orch.storage, params, paths)
+        run_cached(train, StageCache("train", params, paths, {"features": tree_sha256(paths.features)}, [paths.model]),
+                   force, orch.storage, params, paths)
+        metrics = run_cached(
+            evaluate,
+            StageCache("evaluate", params, paths,
+                       {"model": tree_sha256(paths.model), "features": tree_sha256(paths.features)}, [paths.metrics]),
+            force, orch.storage, params, paths,
+        )
+        from mmops.registry.tracking import tracking_uri
+
+        register_cache = StageCache(
+            "register", params, paths,
+            {"model": tree_sha256(paths.model), "metrics": tree_sha256(paths.metrics_json), "data": data_hash},
+            [paths.registry_json, paths.gate_md],
+            extra={"tracking_uri": tracking_uri()},
+        )
+        result = run_cached(register, register_cache, force, orch.mlflow, params, paths,
+                            fresh=lambda: _registry_unchanged(paths))
+        publish_results(paths, metrics, result)
+        get_run_logger().info(
+            "%s v%s: %s", result["model_name"], result["version"],
+            "promoted to champion" if result["promoted"] else f"not promoted; champion v{result['champion_version']}",
+        )
+    return {"metrics": metrics, "registry": result, "resolved": Resolved.read(paths.resolved).summary()}
+
+
+if __name__ == "__main__":
+    retrain()

@@ -1,0 +1,43 @@
+"""Serving knobs: defaults, then `MMOPS_SERVE_*` env vars, then explicit overrides."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+ENV_PREFIX = "MMOPS_SERVE_"
+TOKEN_ENV = ENV_PREFIX + "TOKEN"
+
+
+class ServeSettings(BaseModel):
+    """Serving knobs. Each can be set by env `MMOPS_SERVE_<NAME>` (e.g. MMOPS_SERVE_MAX_BODY_BYTES)."""
+
+    model_name: str = Field("mmops-classifier", min_length=1)
+    alias: str = Field("champion", min_length=1)
+    max_body_bytes: int = Field(8 * 1024 * 1024, gt=0, description="request body cap (413 above)")
+    max_instances: int = Field(64, gt=0, description="instances per request (413 above)")
+    max_batch_size: int = Field(32, gt=0, description="rows per model call")
+    max_wait_ms: float = Field(5.0, ge=0, description="how long a batch waits for more requests (under load)")
+    model_thread: bool = Field(False, description="model calls on their own thread (many-core machines)")
+    max_queue_rows: int = Field(1024, gt=0, description="rows waiting for the model (503 above)")
+    torch_threads: int = Field(
+        default_factory=lambda: max(1, min(4, (os.cpu_count() or 2) // 2)),
+        gt=0, description="intra-op threads of the model call (oversubscribed OpenMP is very slow)",
+    )
+    poll_interval_s: float = Field(10.0, ge=0, description="champion check period; 0 = no hot reload")
+    max_image_pixels: int = Field(16_000_000, gt=0)
+    max_audio_seconds: float = Field(60.0, gt=0)
+    token: str | None = Field(None, description=f"bearer token; default from env {TOKEN_ENV}", repr=False)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> "ServeSettings":
+        """Defaults, then `MMOPS_SERVE_*` env vars, then explicit overrides (None = not given)."""
+        values: dict[str, Any] = {}
+        for name in cls.model_fields:
+            env = os.environ.get(ENV_PREFIX + name.upper())
+            if env not in (None, ""):
+                values[name] = env
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.model_validate(values)
