@@ -53,6 +53,7 @@ def main() -> None:
 
     from datagen.baseline import sklearn_baseline
     from datagen.unlike_demo import make_dataset
+
     from mmops import stages
     from mmops.experiments.ablation import ablate
 

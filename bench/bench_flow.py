@@ -87,11 +87,11 @@ def main() -> None:
 
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from mmops.orchestrate.local import command, started
-    from mmops.processes import wait_healthy
     from mmops import stages
     from mmops.catalog import Catalog
+    from mmops.orchestrate.local import command, started
     from mmops.params_file import load_params
+    from mmops.processes import wait_healthy
 
     text_model = tiny_text_model(ROOT / "tiny-bert")
     data = ROOT / "data"

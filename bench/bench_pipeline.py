@@ -1,11 +1,9 @@
 """Benchmark the pipeline's plumbing: `python bench/bench_pipeline.py [--samples 120]`.
 
-Three figures, each against a baseline measured in the same run:
+Two figures, each against a baseline measured in the same run (featurisation: bench_features.py):
 
 - `dvc repro` with nothing changed on the mmops pipeline ÷ the same on a two-stage toy pipeline
   (goal <= 1.5): what DVC's bookkeeping costs on our 6 stages and ~N media files;
-- audio feature extraction (WAV bytes -> log-mel through `FeatureExtractor`) ÷ a bare loop of
-  soundfile + torchaudio `MelSpectrogram` on the same files (goal >= 0.8);
 - `mlflow.pyfunc.log_model` of a trained model folder, in seconds (goal <= 1 s).
 """
 
@@ -87,56 +85,15 @@ def bench_dvc(tmp: Path, samples: int, repeats: int) -> None:
            f"mmops {ours_noop:.2f}s, toy {toy_noop:.2f}s (median of {repeats}); full run {full:.0f}s")
 
 
-def bench_features(data_dir: Path, repeats: int) -> None:
-    import numpy as np
-    import soundfile as sf
-    import torch
-    import torchaudio
-
-    from mmops.config import FeaturesConfig
-    from mmops.features.extract import FeatureExtractor
-
-    clips = [p.read_bytes() for p in sorted((data_dir / "audio").glob("*.wav"))]
-    cfg = FeaturesConfig().audio
-    extractor = FeatureExtractor(FeaturesConfig(), ["audio"], None)
-    mel = torchaudio.transforms.MelSpectrogram(
-        sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length, n_mels=cfg.n_mels
-    )
-    n = int(cfg.max_seconds * cfg.sample_rate)
-
-    def bare() -> None:
-        import io
-
-        for data in clips:
-            wav, _ = sf.read(io.BytesIO(data), dtype="float32")
-            wave = torch.from_numpy(np.ascontiguousarray(wav))[:n]
-            wave = torch.nn.functional.pad(wave, (0, n - wave.numel()))
-            with torch.no_grad():
-                torch.log(mel(wave) + 1e-6)
-
-    def ours() -> None:
-        for lo in range(0, len(clips), 64):
-            chunk = clips[lo : lo + 64]
-            extractor([""] * len(chunk), [None] * len(chunk), chunk)
-
-    timings = {}
-    for name, fn in (("bare", bare), ("mmops", ours)):
-        fn()  # warm-up
-        timings[name] = min(_timed(fn) for _ in range(repeats))
-    rate = {k: len(clips) / v for k, v in timings.items()}
-    record(BENCH, "audio features, FeatureExtractor ÷ bare MelSpectrogram loop", rate["mmops"] / rate["bare"],
-           "ratio", ">= 0.8", f"mmops {rate['mmops']:.0f} clips/s, bare {rate['bare']:.0f} clips/s, {len(clips)} clips")
-
-
 def bench_log_model(tmp: Path, data_dir: Path, repeats: int) -> None:
     import mlflow
 
     import mmops
     from mmops import stages
     from mmops.catalog import Catalog
+    from mmops.inference.pyfunc import MODEL_DIR_ARTIFACT, MultimodalPyfunc
     from mmops.params_file import load_params
     from mmops.registry.lineage import pip_requirements
-    from mmops.inference.pyfunc import MODEL_DIR_ARTIFACT, MultimodalPyfunc
 
     root = tmp / "logmodel"
     overrides = [f"paths.{k}={root / k}" for k in ("reports", "features", "model", "metrics", "cache")]
@@ -172,14 +129,13 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=120, help="demo samples for the DVC and log_model parts")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    from mmops.params_file import load_params
     from mmops.data.avdigits import generate
+    from mmops.params_file import load_params
 
     with tempfile.TemporaryDirectory(prefix="mmops-bench-pipeline-") as tmp_name:
         tmp = Path(tmp_name)
         data = tmp / "data"
         generate(data, load_params(None, [f"demo.n_samples={args.samples}"]).demo, [str(d) for d in range(10)])
-        bench_features(data, args.repeats)
         bench_log_model(tmp, data, args.repeats)
         bench_dvc(tmp, args.samples, args.repeats)
 

@@ -60,8 +60,8 @@ def main() -> None:
     ap.add_argument("--features", type=Path, help="its features folder (with test.pt)")
     args = ap.parse_args()
 
-    from mmops.config import QuantizeConfig
     from mmops.compress.quantize import quantize_and_compare
+    from mmops.config import QuantizeConfig
 
     with tempfile.TemporaryDirectory(prefix="mmops-bench-quantize-") as tmp:
         root = Path(tmp)

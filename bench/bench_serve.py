@@ -34,8 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench._report import record  # noqa: E402
-from mmops.processes import stop_group, wait_healthy  # noqa: E402
 from mmops.env import configure_tool_env  # noqa: E402
+from mmops.processes import stop_group, wait_healthy  # noqa: E402
 
 configure_tool_env()
 

@@ -15,13 +15,13 @@ data (random images and log-mels, real tokenizer on short sentences), so nothing
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 import os
 import shutil
 import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -36,10 +36,10 @@ from _report import record  # noqa: E402
 
 from mmops.catalog import Catalog  # noqa: E402
 from mmops.config import Params  # noqa: E402
-from mmops.params_file import load_params  # noqa: E402
 from mmops.features.tensors import index  # noqa: E402
 from mmops.models import MultimodalClassifier, tokenizer_source  # noqa: E402
 from mmops.models.classifier import with_frozen_embeddings  # noqa: E402
+from mmops.params_file import load_params  # noqa: E402
 from mmops.train.recipe import TrainRecipe, seed_everything  # noqa: E402
 
 BENCH = "train"

@@ -95,3 +95,23 @@ def test_repro_runs_every_stage_then_nothing(project):
     status = dvc(project, "status", "--json")
     assert status.returncode == 0, status.stderr[-3000:]
     assert set(json.loads(status.stdout)) == {"train", "evaluate", "register"}
+
+
+def test_repro_on_the_teams_own_dataset_named_in_params(project, tmp_path_factory):
+    """`paths.data` names a dataset unlike the demo (string labels, no audio column): `dvc repro` runs
+    every stage on it, `auto` resolves from it, and the demo generator never writes into it."""
+    from datagen.unlike_demo import make_dataset
+
+    data = make_dataset(tmp_path_factory.mktemp("team") / "shapes", n_per_class=12, variant="no_audio")
+    before = sorted(p.relative_to(data) for p in data.rglob("*"))
+    params_file = project[0] / "params.yaml"
+    params = yaml.safe_load(params_file.read_text())
+    params["paths"]["data"] = str(data)
+    params_file.write_text(yaml.safe_dump(params))
+    run = dvc(project, "repro")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    resolved = yaml.safe_load((project[0] / PATHS.resolved).read_text())
+    assert resolved["classes"] == ["negative", "neutral", "positive"] and resolved["modalities"] == ["text", "image"]
+    lock = yaml.safe_load((project[0] / "dvc.lock").read_text())
+    assert any(d["path"] == str(data) for d in lock["stages"]["validate"]["deps"])  # versioned by content
+    assert sorted(p.relative_to(data) for p in data.rglob("*")) == before

@@ -21,7 +21,7 @@ import kubernetes_validate.utils as kv
 import pytest
 import yaml
 
-from infra_commands import COMMANDS, INFRA, REPO, env, match
+from infra_commands import INFRA, REPO, env, match
 
 K8S_VERSION = "1.31"  # oldest Kubernetes minor these manifests promise to work on
 IMAGE_IN_CONTAINER = Path("/opt/mmops")  # where infra/docker/mmops.Dockerfile puts the repository
