@@ -184,11 +184,21 @@ class AugmentConfig(Strict):
 
 
 class TrainConfig(Strict):
-    epochs: int = Field(20, ge=1, le=10_000)
-    batch_size: int = Field(64, ge=1)
+    epochs: int | Auto = Field(
+        AUTO, description="auto: enough epochs for about 600 optimizer steps (3..300), from the training rows"
+    )
+    batch_size: int | Auto = Field(
+        AUTO, description="auto: the power of two nearest below training rows / 8, within 16..64"
+    )
     lr: float = Field(2e-3, ge=0)
     weight_decay: float = Field(1e-4, ge=0)
-    patience: int = Field(4, ge=1, description="early stopping: epochs without val improvement")
+    patience: int | Auto = Field(
+        AUTO, description="early stopping: epochs without val improvement; auto: about 120 optimizer steps, at least 5"
+    )
+    min_epochs: int | Auto = Field(
+        AUTO, description="no early stop before this epoch; auto: about half the auto step budget (300 steps), "
+        "so an encoder trained from scratch gets past its first plateau"
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = Field(True, description="mixed precision, used only on CUDA")
     num_workers: int = Field(0, ge=0)

@@ -19,7 +19,7 @@ import torchaudio
 from scipy.signal import resample_poly
 
 from mmops.config import AudioFeatures
-from mmops.models.windows import mel_frames
+from mmops.models.windows import MEL_FLOOR, mel_frames
 
 
 def resample(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
@@ -72,4 +72,4 @@ class LogMel:
         wave = torch.nn.functional.pad(wave, (0, self.n_samples - wave.numel()))
         with torch.no_grad():
             spec = self.mel(wave)
-        return {"mel": torch.log(spec + 1e-6).unsqueeze(0), "frames": torch.tensor(valid)}
+        return {"mel": torch.log(spec + MEL_FLOOR).unsqueeze(0), "frames": torch.tensor(valid)}

@@ -23,7 +23,7 @@ from mmops.config import (
     SpecAugmentConfig,
     SpecWarpConfig,
 )
-from mmops.models.windows import is_mel_clip
+from mmops.models.windows import is_mel_clip, sounding_frames
 
 
 def _band_mask(n: int, size: int, max_width: int, n_masks: int, device) -> torch.Tensor:
@@ -38,13 +38,16 @@ def _band_mask(n: int, size: int, max_width: int, n_masks: int, device) -> torch
 
 
 def spec_augment(x: torch.Tensor, cfg: SpecAugmentConfig) -> torch.Tensor:
-    """Mask random frequency bands and time spans of (B, 1, n_mels, frames) to the sample's mean."""
+    """Mask random frequency bands and time spans of (B, 1, n_mels, frames) to the mean of the
+    sample's sounding frames; padding stays padding (an encoder tells it from sound)."""
     b, _, n_mels, frames = x.shape
     freq = _band_mask(b, n_mels, min(cfg.freq_mask, n_mels), cfg.n_masks, x.device)
     time = _band_mask(b, frames, min(cfg.time_mask, frames), cfg.n_masks, x.device)
-    masked = freq[:, None, :, None] | time[:, None, None, :]
-    fill = x.mean(dim=(2, 3), keepdim=True).expand_as(x)
-    return torch.where(masked, fill, x)
+    sounding = sounding_frames(x)
+    masked = (freq[:, None, :, None] | time[:, None, None, :]) & sounding
+    weights = sounding.to(x.dtype).expand_as(x)
+    fill = ((x * weights).sum(dim=(2, 3), keepdim=True) / weights.sum(dim=(2, 3), keepdim=True).clamp(min=1.0))
+    return torch.where(masked, fill.expand_as(x), x)
 
 
 def _uniform(b: int, low: float, high: float, device) -> torch.Tensor:
@@ -74,7 +77,8 @@ def _mel_centres(n_mels: int, nyquist_hz: float, device) -> torch.Tensor:
 
 
 def mel_noise(x: torch.Tensor, cfg: MelNoiseConfig) -> torch.Tensor:
-    """Add noise of a random colour and level to log-mel (B, 1, n_mels, frames) in the power domain."""
+    """Add noise of a random colour and level to the sounding frames of log-mel (B, 1, n_mels, frames),
+    in the power domain."""
     b, _, n_mels, frames = x.shape
     power = torch.exp(x)
     k = _uniform(b, *cfg.tilt, x.device)[:, None]
@@ -82,7 +86,7 @@ def mel_noise(x: torch.Tensor, cfg: MelNoiseConfig) -> torch.Tensor:
     snr = 10.0 ** (_uniform(b, *cfg.snr_db, x.device) / 10.0)
     level = power.mean(dim=(1, 2, 3)) / snr / shape.mean(1)
     noise = (level[:, None] * shape)[:, None, :, None] * torch.empty_like(x).exponential_()  # periodogram-like
-    keep = (torch.rand(b, device=x.device) < cfg.p)[:, None, None, None]
+    keep = (torch.rand(b, device=x.device) < cfg.p)[:, None, None, None] & sounding_frames(x)  # padding stays
     return torch.where(keep, torch.log(power + noise), x)
 
 

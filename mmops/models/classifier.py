@@ -87,8 +87,8 @@ class MultimodalClassifier(nn.Module):
         if dropped or not bool(present.any()):
             return token
         subset = rows(batch[m], present)
-        # precomputed by `with_frozen_embeddings` (frozen encoders only)
-        features = subset["embedding"] if is_embedded(subset) else self.encode(m, subset)
+        # the frozen part precomputed by `with_frozen_embeddings` (frozen encoders only)
+        features = self.pool(m, subset["embedding"]) if is_embedded(subset) else self.encode(m, subset)
         encoded = self.projections[m](features)
         token = token.clone().to(encoded.dtype)
         token[present] = encoded
@@ -101,14 +101,46 @@ class MultimodalClassifier(nn.Module):
             return encode_clip(encoder, inputs, self.window_frames, encoder.training)
         return encoder(inputs)
 
+    def embed(self, m: str, inputs):
+        """The frozen part of modality `m`'s encoder (`encoder.embed`, else the whole encoder): cacheable."""
+        encoder = self.encoders[m]
+        return encoder.embed(inputs) if hasattr(encoder, "embed") else self.encode(m, inputs)
 
-def rows(inputs: torch.Tensor | dict[str, torch.Tensor], idx: torch.Tensor):
-    """Rows `idx` (indices or a bool mask) of a modality's inputs: a tensor or a dict of tensors."""
-    return {k: v[idx] for k, v in inputs.items()} if isinstance(inputs, dict) else inputs[idx]
+    def pool(self, m: str, embedded) -> torch.Tensor:
+        """The trainable part of modality `m`'s encoder on `embed`'s output (identity for most encoders)."""
+        encoder = self.encoders[m]
+        return encoder.pool(embedded) if hasattr(encoder, "pool") else embedded
 
 
-def _to_device(inputs: torch.Tensor | dict[str, torch.Tensor], device: torch.device):
-    return {k: v.to(device) for k, v in inputs.items()} if isinstance(inputs, dict) else inputs.to(device)
+def _each(inputs, fn):
+    """`fn` on every tensor of a tensor or a (nested) dict of tensors."""
+    return {k: _each(v, fn) for k, v in inputs.items()} if isinstance(inputs, dict) else fn(inputs)
+
+
+def rows(inputs, idx: torch.Tensor):
+    """Rows `idx` (indices or a bool mask) of a modality's inputs: a tensor or a (nested) dict of tensors."""
+    return _each(inputs, lambda t: t[idx])
+
+
+def _to_device(inputs, device: torch.device):
+    return _each(inputs, lambda t: t.to(device))
+
+
+def _cat(parts: list):
+    if isinstance(parts[0], dict):
+        return {k: _cat([p[k] for p in parts]) for k in parts[0]}
+    return torch.cat(parts)
+
+
+def _scatter(encoded, idx: torch.Tensor, n: int):
+    """`encoded` rows placed at `idx` among `n` zero rows."""
+
+    def place(t: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros((n, *t.shape[1:]), dtype=t.dtype)
+        out[idx] = t
+        return out
+
+    return _each(encoded, place)
 
 
 def is_embedded(inputs) -> bool:
@@ -123,7 +155,8 @@ def with_frozen_embeddings(
     cache_dir: Path | None = None,
     skip: Iterable[str] = (),
 ) -> dict:
-    """Return `data` with frozen encoders' inputs replaced by their outputs, {"embedding": (N, D)}.
+    """Return `data` with frozen encoders' inputs replaced by their frozen part's output,
+    {"embedding": (N, D)} (or a dict of tensors, e.g. token states for attention pooling).
 
     Frozen encoders give the same output every epoch, so it is computed once per split; with
     `cache_dir`, once per content hash across runs too (`mmops.data.tensor_store`, keyed by
@@ -143,12 +176,14 @@ def with_frozen_embeddings(
         def compute(m=m, encoder=encoder, inputs=inputs, n=len(idx)) -> torch.Tensor:
             was_training = encoder.training
             encoder.eval()
+            chunks = (rows(inputs, torch.arange(s, min(s + batch_size, n))) for s in range(0, n, batch_size))
+            # float32 on CPU, except what the encoder chose to keep compact (fp16 token states)
             parts = [
-                model.encode(m, _to_device(chunk, device)).float().cpu()
-                for chunk in (rows(inputs, torch.arange(s, min(s + batch_size, n))) for s in range(0, n, batch_size))
+                _each(model.embed(m, _to_device(chunk, device)), lambda t: (t if t.dtype == torch.float16 else t.float()).cpu())
+                for chunk in chunks
             ]
             encoder.train(was_training)
-            return torch.cat(parts) if parts else torch.zeros(0, encoder.out_dim)
+            return _cat(parts)
 
         if cache_dir is not None and len(idx):
             identity = encoder_fingerprint(encoder)
@@ -156,9 +191,9 @@ def with_frozen_embeddings(
                 identity += f"|window {model.window_frames}"
             key = cache_key(identity, inputs_fingerprint(inputs), device)
             encoded = cached_tensor(cache_dir, key, compute)
-        else:
+        elif len(idx):
             encoded = compute()
-        embedding = torch.zeros(present.shape[0], encoder.out_dim)
-        embedding[idx] = encoded
-        out[m] = {"embedding": embedding}
+        else:
+            continue  # no row has this modality: its inputs stay (the model never encodes them)
+        out[m] = {"embedding": _scatter(encoded, idx, present.shape[0])}
     return out

@@ -1,7 +1,7 @@
 """Keys for frozen-encoder embeddings on disk (`mmops.data.tensor_store`): reused across epochs and runs.
 
 The key hashes what decides the output: the encoder's class, its options (less where the weights
-came from), every tensor of its state dict, the input rows it embeds, the device type and the
+came from), every frozen tensor of its state dict (trainable ones act after the cached part), the input rows it embeds, the device type and the
 torch version. A different model, other weights or other inputs miss; nothing is ever stale.
 """
 
@@ -23,13 +23,16 @@ def _update(digest: "hashlib._Hash", tensor: torch.Tensor) -> None:
 
 
 def encoder_fingerprint(encoder: nn.Module) -> str:
-    """sha256 of the encoder's identity: class, options and every weight and buffer."""
+    """sha256 of the encoder's frozen identity: class, options and every frozen weight and buffer."""
     digest = hashlib.sha256(f"{type(encoder).__module__}.{type(encoder).__qualname__}".encode())
     cfg = getattr(encoder, "cfg", None)
     if cfg is not None:
         options = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in LOCATION_OPTIONS}
         digest.update(json.dumps(options, sort_keys=True).encode())
+    trainable = {name for name, param in encoder.named_parameters() if param.requires_grad}
     for name, tensor in sorted(encoder.state_dict().items()):
+        if name in trainable:  # a trainable part (e.g. attention pooling) runs after the cached output
+            continue
         digest.update(name.encode())
         _update(digest, tensor)
     return digest.hexdigest()

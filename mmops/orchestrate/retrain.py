@@ -26,7 +26,7 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE, CacheKeyFnPolicy
 
 from mmops import stages
-from mmops.catalog import RESUME_STATE, Catalog
+from mmops.catalog import HISTORY_JSON, RESUME_STATE, Catalog
 from mmops.config import Params, RetryPolicy
 from mmops.data.hashing import tree_sha256
 from mmops.env import configure_tool_env  # noqa: F401  (sets PREFECT_HOME before prefect loads)
@@ -301,7 +301,9 @@ def retrain(
             "%s v%s: %s", result["model_name"], result["version"],
             "promoted to champion" if result["promoted"] else f"not promoted; champion v{result['champion_version']}",
         )
-    return {"metrics": metrics, "registry": result, "resolved": Resolved.read(paths.resolved).summary()}
+    chosen = Resolved.read(paths.resolved).summary()
+    budget = json.loads((paths.model / HISTORY_JSON).read_text())["summary"].get("budget")
+    return {"metrics": metrics, "registry": result, "resolved": chosen + ([("training", budget)] if budget else [])}
 
 
 if __name__ == "__main__":

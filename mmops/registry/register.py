@@ -126,7 +126,9 @@ def collect_lineage(params: Params, paths: Catalog, validation: dict, frame: pd.
 def log_run(params: Params, paths: Catalog, lineage: dict, metrics: dict, history: dict) -> None:
     """Lineage tags, params, the per-epoch history, the test metrics, the evaluation and validation reports."""
     mlflow.set_tags({k: v for k, v in lineage.items() if k != "run_id"})
-    mlflow.log_params({k: str(v)[:6000] for k, v in flatten(params.dump()).items()})
+    logged = params.dump()
+    logged["train"].update(history["summary"].get("train", {}))  # the batch size and epochs `auto` chose
+    mlflow.log_params({k: str(v)[:6000] for k, v in flatten(logged).items()})
     for row in history["epochs"]:
         mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
     mlflow.log_metrics({f"test_{k}": v for k, v in numeric(metrics).items()})

@@ -28,6 +28,7 @@ from mmops.inference.predict import predict_logits
 from mmops.models import MultimodalClassifier
 from mmops.models.augment import augment_batch, augmented_modalities
 from mmops.models.classifier import with_frozen_embeddings
+from mmops.train.budget import BUDGET_KEYS, resolve_budget
 from mmops.train.distributed import DistInfo, cleanup, init_distributed, pick_device
 
 console = Console(stderr=True)
@@ -89,6 +90,10 @@ class TrainRecipe:
         self.device = pick_device(self.cfg.device, self.dist)
         self.train_set = torch.load(self.paths.split("train"), weights_only=True)
         self.val_set = torch.load(self.paths.split("val"), weights_only=True)
+        self.cfg, self.budget = resolve_budget(self.cfg, len(self.train_set["labels"]))
+        self.params = self.params.model_copy(update={"train": self.cfg})  # the checkpoint keeps what ran
+        if self.dist.is_main:
+            console.print(f"training budget: {self.budget}")
 
         self.model = MultimodalClassifier(
             self.params.model, len(self.params.classes), features=self.params.features
@@ -158,12 +163,18 @@ class TrainRecipe:
                 self.save_checkpoint(epoch, val)
             else:
                 self.stale += 1
-                if self.stale >= self.cfg.patience:
+                if self.stale >= self.cfg.patience and epoch >= self.cfg.min_epochs:
                     if self.dist.is_main:
                         console.print(f"early stop: no val improvement for {self.stale} epochs")
                     self.stopped = True
             self.save_last(epoch)
-        return {"best_epoch": self.best_epoch, "best_val_macro_f1": self.best_f1, "epochs_run": len(self.history)}
+        return {
+            "best_epoch": self.best_epoch,
+            "best_val_macro_f1": self.best_f1,
+            "epochs_run": len(self.history),
+            "budget": self.budget,
+            "train": self.cfg.model_dump(mode="json", include=set(BUDGET_KEYS)),
+        }
 
     def _global_batches(self, epoch: int) -> list[torch.Tensor]:
         """The epoch's shuffled global batches (the same on every rank; seeded by seed + epoch).

