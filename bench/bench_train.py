@@ -36,7 +36,7 @@ from _report import record  # noqa: E402
 
 from mmops.catalog import Catalog  # noqa: E402
 from mmops.config import Params  # noqa: E402
-from mmops.features.tensors import index  # noqa: E402
+from mmops.models.batch import index  # noqa: E402
 from mmops.models import MultimodalClassifier, tokenizer_source  # noqa: E402
 from mmops.models.classifier import with_frozen_embeddings  # noqa: E402
 from mmops.params_file import load_params  # noqa: E402

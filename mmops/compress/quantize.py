@@ -23,7 +23,7 @@ from torch import nn
 
 from mmops.config import QuantizeConfig
 from mmops.evaluate.metrics import classification_metrics
-from mmops.features.tensors import index
+from mmops.models.batch import index
 from mmops.inference.model_dir import (
     LoadedModel,
     load_model_dir,

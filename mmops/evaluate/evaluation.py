@@ -17,7 +17,7 @@ from mmops.evaluate.metrics import (
     probability_metrics,
 )
 from mmops.evaluate.plots import write_plots
-from mmops.features.tensors import index
+from mmops.models.batch import index
 from mmops.inference.model_dir import load_model_dir
 from mmops.inference.predict import predict_logits
 from mmops.models.classifier import with_frozen_embeddings

@@ -15,7 +15,7 @@ from mmops.data.hashing import bytes_sha256
 from mmops.data.tensor_store import cached_tensor
 from mmops.features.audio import LogMel, Waveform
 from mmops.features.image import ImageTransform
-from mmops.features.tensors import concat
+from mmops.models.batch import concat
 from mmops.features.text import TextTokenizer
 
 if TYPE_CHECKING:

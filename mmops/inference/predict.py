@@ -16,7 +16,7 @@ import torch
 from mmops.config import MODALITIES
 from mmops.data.manifest import MEDIA_COLUMNS, read_manifest
 from mmops.features.extract import featurize_frame
-from mmops.features.tensors import index, to_device
+from mmops.models.batch import index, to_device
 from mmops.inference.model_dir import (
     CHECKPOINT,
     INT8_CHECKPOINT,

@@ -10,6 +10,7 @@ from torch import nn
 
 from mmops.config import FeaturesConfig, ModelConfig
 from mmops.data.tensor_store import cached_tensor
+from mmops.models.batch import concat, index, map_tensors, scatter_rows, to_device
 from mmops.models.components import ENCODERS, FUSIONS
 from mmops.models.embedding_cache import (
     cache_key,
@@ -86,7 +87,7 @@ class MultimodalClassifier(nn.Module):
         token = self.missing[m].expand(present.shape[0], -1)
         if dropped or not bool(present.any()):
             return token
-        subset = rows(batch[m], present)
+        subset = index(batch[m], present)
         # the frozen part precomputed by `with_frozen_embeddings` (frozen encoders only)
         features = self.pool(m, subset["embedding"]) if is_embedded(subset) else self.encode(m, subset)
         encoded = self.projections[m](features)
@@ -110,37 +111,6 @@ class MultimodalClassifier(nn.Module):
         """The trainable part of modality `m`'s encoder on `embed`'s output (identity for most encoders)."""
         encoder = self.encoders[m]
         return encoder.pool(embedded) if hasattr(encoder, "pool") else embedded
-
-
-def _each(inputs, fn):
-    """`fn` on every tensor of a tensor or a (nested) dict of tensors."""
-    return {k: _each(v, fn) for k, v in inputs.items()} if isinstance(inputs, dict) else fn(inputs)
-
-
-def rows(inputs, idx: torch.Tensor):
-    """Rows `idx` (indices or a bool mask) of a modality's inputs: a tensor or a (nested) dict of tensors."""
-    return _each(inputs, lambda t: t[idx])
-
-
-def _to_device(inputs, device: torch.device):
-    return _each(inputs, lambda t: t.to(device))
-
-
-def _cat(parts: list):
-    if isinstance(parts[0], dict):
-        return {k: _cat([p[k] for p in parts]) for k in parts[0]}
-    return torch.cat(parts)
-
-
-def _scatter(encoded, idx: torch.Tensor, n: int):
-    """`encoded` rows placed at `idx` among `n` zero rows."""
-
-    def place(t: torch.Tensor) -> torch.Tensor:
-        out = torch.zeros((n, *t.shape[1:]), dtype=t.dtype)
-        out[idx] = t
-        return out
-
-    return _each(encoded, place)
 
 
 def is_embedded(inputs) -> bool:
@@ -171,19 +141,19 @@ def with_frozen_embeddings(
             continue
         present = data["present"][m]
         idx = present.nonzero().flatten()
-        inputs = rows(data[m], idx)
+        inputs = index(data[m], idx)
 
         def compute(m=m, encoder=encoder, inputs=inputs, n=len(idx)) -> torch.Tensor:
             was_training = encoder.training
             encoder.eval()
-            chunks = (rows(inputs, torch.arange(s, min(s + batch_size, n))) for s in range(0, n, batch_size))
+            chunks = (index(inputs, torch.arange(s, min(s + batch_size, n))) for s in range(0, n, batch_size))
             # float32 on CPU, except what the encoder chose to keep compact (fp16 token states)
             parts = [
-                _each(model.embed(m, _to_device(chunk, device)), lambda t: (t if t.dtype == torch.float16 else t.float()).cpu())
+                map_tensors(model.embed(m, to_device(chunk, device)), lambda t: (t if t.dtype == torch.float16 else t.float()).cpu())
                 for chunk in chunks
             ]
             encoder.train(was_training)
-            return _cat(parts)
+            return concat(parts) if isinstance(parts[0], dict) else torch.cat(parts)
 
         if cache_dir is not None and len(idx):
             identity = encoder_fingerprint(encoder)
@@ -195,5 +165,5 @@ def with_frozen_embeddings(
             encoded = compute()
         else:
             continue  # no row has this modality: its inputs stay (the model never encodes them)
-        out[m] = {"embedding": _scatter(encoded, idx, present.shape[0])}
+        out[m] = {"embedding": scatter_rows(encoded, idx, present.shape[0])}
     return out

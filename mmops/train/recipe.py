@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from mmops.catalog import CHECKPOINT, HISTORY_JSON, RESUME_STATE, Catalog
 from mmops.config import Params
-from mmops.features.tensors import index, to_device
+from mmops.models.batch import index, to_device
 from mmops.inference.model_dir import export_audio_backbone, export_text_backbone
 from mmops.inference.predict import predict_logits
 from mmops.models import MultimodalClassifier

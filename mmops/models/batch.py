@@ -1,8 +1,8 @@
-"""Helpers over nested dicts of tensors (a featurized batch)."""
+"""Helpers over nested dicts of tensors (a featurized batch, a modality's inputs, cached embeddings)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -18,12 +18,28 @@ def index(batch: Any, idx: torch.Tensor) -> Any:
     return batch
 
 
-def to_device(batch: Any, device: torch.device) -> Any:
+def map_tensors(batch: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """`fn` on every tensor of a nested batch; anything else is returned as it is."""
     if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
+        return fn(batch)
     if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
+        return {k: map_tensors(v, fn) for k, v in batch.items()}
     return batch
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    return map_tensors(batch, lambda t: t.to(device, non_blocking=True))
+
+
+def scatter_rows(batch: Any, idx: torch.Tensor, n: int) -> Any:
+    """Every tensor's rows placed at `idx` among `n` zero rows."""
+
+    def place(t: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros((n, *t.shape[1:]), dtype=t.dtype)
+        out[idx] = t
+        return out
+
+    return map_tensors(batch, place)
 
 
 def concat(batches: list[dict]) -> dict:
