@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mmops.atomic import atomic_write_text
 from mmops.catalog import DEMO_STAMP, Catalog
 from mmops.data.manifest import MANIFESTS
 from mmops.config import AUTO, Params
@@ -50,7 +51,7 @@ def demo_data(params: Params, paths: Catalog) -> Path:
     paths.data.mkdir(parents=True, exist_ok=True)
     stamp.write_text("{}")  # the folder is the demo's from now on, even if generation is interrupted
     generate(paths.data, params.demo, params.classes)
-    stamp.write_text(wanted)
+    atomic_write_text(stamp, wanted)
     return paths.data
 
 

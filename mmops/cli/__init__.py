@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from mmops.atomic import atomic_write_json, atomic_write_text
 from mmops.env import configure_tool_env
 from mmops.errors import UserError
 from mmops.flatten import flatten
@@ -127,9 +128,9 @@ def profile_cmd(
     out.mkdir(parents=True, exist_ok=True)
     auto = "\n".join(["## What `auto` picks", "", "| setting | value |", "| --- | --- |"]
                      + [f"| {k} | {v} |" for k, v in resolved.summary()])
-    (out / "profile.md").write_text(profile.markdown() + "\n" + auto + "\n")
-    (out / "profile.json").write_text(json.dumps(
-        {"profile": profile.model_dump(mode="json"), "auto": resolved.model_dump(mode="json")}, indent=2))
+    atomic_write_text(out / "profile.md", profile.markdown() + "\n" + auto + "\n")
+    atomic_write_json(out / "profile.json",
+                      {"profile": profile.model_dump(mode="json"), "auto": resolved.model_dump(mode="json")})
     table = Table(title=f"{data_dir}: {profile.n_rows} rows")
     table.add_column("item")
     table.add_column("value")
@@ -146,7 +147,7 @@ def profile_cmd(
     console.print(f"profile written to {out / 'profile.md'} and {out / 'profile.json'}")
     if write is not None:
         pinned = resolved.apply(p).model_copy(update={"paths": p.paths.model_copy(update={"data": data_dir})})
-        write.write_text(yaml.safe_dump(pinned.dump(), sort_keys=False))
+        atomic_write_text(write, yaml.safe_dump(pinned.dump(), sort_keys=False))
         console.print(f"params with `auto` pinned written to {write}")
 
 

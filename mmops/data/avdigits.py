@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from mmops.atomic import atomic_path
 from mmops.config.demo import DemoConfig, ShiftConfig
 from mmops.data.manifest import COLUMNS, MANIFESTS, SHIFTED
 
@@ -333,5 +334,6 @@ def generate(out_dir: Path, cfg: DemoConfig, classes: list[str] | str | None = N
     plans = _plan(np.asarray(digits.target), cfg)
     with tempfile.TemporaryDirectory(prefix="avdigits-") as tmp, ThreadPoolExecutor(cfg.workers) as pool:
         rows = list(pool.map(lambda p: _make_sample(p, digits.data[p.index], out_dir, cfg, Path(tmp)), plans))
-    pd.DataFrame(rows, columns=COLUMNS).to_csv(manifest, index=False, encoding="utf-8", lineterminator="\n")
+    with atomic_path(manifest) as tmp:  # last and atomic: a killed generation leaves no manifest
+        pd.DataFrame(rows, columns=COLUMNS).to_csv(tmp, index=False, encoding="utf-8", lineterminator="\n")
     return manifest

@@ -1,6 +1,6 @@
 """A content-addressed store of tensors on disk: `<root>/<key[:2]>/<key>.pt`, `key` a content hash.
 
-Entries are written atomically (a temporary file, then a rename), so concurrent processes (DDP
+Entries are written atomically (`mmops.atomic`), so concurrent processes (DDP
 ranks, parallel runs) can share one folder; an entry that does not load (truncated, corrupt)
 counts as a miss: it is recomputed and rewritten, never trusted.
 """
@@ -8,12 +8,12 @@ counts as a miss: it is recomputed and rewritten, never trusted.
 from __future__ import annotations
 
 import logging
-import os
-import threading
 from pathlib import Path
 from typing import Callable, TypeVar
 
 import torch
+
+from mmops.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")  # a tensor, or a container of tensors
@@ -31,8 +31,7 @@ def cached_tensor(root: Path, key: str, compute: Callable[[], T]) -> T:
             log.warning("tensor store: unreadable entry %s (%s); recomputing", path, err)
     value = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    torch.save(value, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(value, tmp)
     log.debug("tensor store: stored %s", path)
     return value

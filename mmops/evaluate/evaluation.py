@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from mmops.atomic import atomic_write_json, atomic_write_text, remove_stale_temps
 from mmops.catalog import METRICS_JSON, PER_CLASS_JSON, SHIFT_MD, split_file
 from mmops.data.manifest import SHIFTED
 from mmops.evaluate.metrics import (
@@ -97,9 +97,9 @@ def evaluate(model_dir: Path, features_dir: Path, out_dir: Path, batch_size: int
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / METRICS_JSON).write_text(json.dumps(metrics, indent=2))
-    (out_dir / SHIFT_MD).write_text(shift_report(metrics) or "No `test_shifted` split in this dataset.\n")
-    report = per_class_report(labels, preds, loaded.classes)
-    (out_dir / PER_CLASS_JSON).write_text(json.dumps(report, indent=2))
+    remove_stale_temps(out_dir)  # half-written files of a killed earlier run
+    atomic_write_text(out_dir / SHIFT_MD, shift_report(metrics) or "No `test_shifted` split in this dataset.\n")
+    atomic_write_json(out_dir / PER_CLASS_JSON, per_class_report(labels, preds, loaded.classes))
     write_plots(labels, probs, loaded.classes, metrics, out_dir)
+    atomic_write_json(out_dir / METRICS_JSON, metrics)  # last: its presence says the stage finished
     return metrics

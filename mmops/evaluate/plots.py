@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import matplotlib
@@ -13,12 +12,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_curve  # noqa: E402
 
+from mmops.atomic import atomic_path, atomic_write_json  # noqa: E402
 from mmops.evaluate.metrics import _present_classes, reliability_bins  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
     return Path(path)
 
@@ -98,7 +99,7 @@ def write_plots(labels, probs, classes: list[str], metrics: dict, out_dir: Path)
     preds = probs.argmax(1)
     written = []
 
-    with open(out_dir / "confusion.csv", "w", newline="") as fh:
+    with atomic_path(out_dir / "confusion.csv") as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["actual", "predicted"])
         writer.writerows((classes[a], classes[p]) for a, p in zip(labels, preds))
@@ -107,15 +108,15 @@ def write_plots(labels, probs, classes: list[str], metrics: dict, out_dir: Path)
 
     roc = curve_rows(labels, probs, classes, "roc")
     pr = curve_rows(labels, probs, classes, "pr")
-    (out_dir / "roc.json").write_text(json.dumps({"roc": roc}))
-    (out_dir / "pr.json").write_text(json.dumps({"pr": pr}))
+    atomic_write_json(out_dir / "roc.json", {"roc": roc}, indent=None)
+    atomic_write_json(out_dir / "pr.json", {"pr": pr}, indent=None)
     written += [out_dir / "roc.json", out_dir / "pr.json"]
     written.append(_plot_curves(roc, "fpr", "tpr", "ROC (one-vs-rest)", out_dir / "roc.png", diagonal=True))
     written.append(_plot_curves(pr, "recall", "precision", "Precision-recall (one-vs-rest)", out_dir / "pr.png",
                                 diagonal=False))
 
     bins = reliability_bins(labels, probs)
-    (out_dir / "reliability.json").write_text(json.dumps({"reliability": bins}, indent=1))
+    atomic_write_json(out_dir / "reliability.json", {"reliability": bins}, indent=1)
     written.append(out_dir / "reliability.json")
     written.append(plot_reliability(bins, out_dir / "reliability.png", metrics.get("ece")))
 

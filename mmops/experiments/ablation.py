@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
+from mmops.atomic import atomic_write_json, atomic_write_text
 from mmops.catalog import Catalog
 from mmops.config import Params
 from mmops.flatten import flatten
@@ -48,8 +48,8 @@ def ablate(
         stages.train(variant, variant_paths)
         results[name] = stages.evaluate(variant, variant_paths)
     table = render_table(results)
-    (out_dir / "ablation.json").write_text(json.dumps(results, indent=2))
-    (out_dir / "ablation.md").write_text(table)
+    atomic_write_json(out_dir / "ablation.json", results)
+    atomic_write_text(out_dir / "ablation.md", table)
     if log_to_mlflow:
         log_ablation(params, results, table)
     return results

@@ -16,6 +16,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel
 
+from mmops.atomic import atomic_write_text
 from mmops.config import AUTO, MODALITIES, FeaturesConfig, ModelConfig, Params
 from mmops.data.profile import DatasetProfile, profile_dataset
 from mmops.models import tokenizer_source
@@ -33,7 +34,7 @@ class Resolved(BaseModel):
     why: dict[str, str]
 
     def write(self, path: Path) -> None:
-        path.write_text(yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False))
+        atomic_write_text(path, yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False))
 
     @classmethod
     def read(cls, path: Path) -> "Resolved":

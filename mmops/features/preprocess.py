@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from rich.progress import Progress
 
+from mmops.atomic import atomic_path, atomic_write_json, remove_stale_temps
 from mmops.catalog import Catalog
 from mmops.config import FeaturesConfig, ModelConfig
 from mmops.data.manifest import SHIFTED, SPLITS, read_manifest
@@ -47,6 +48,7 @@ def preprocess(
         resolved.features_for(features), resolved.model_for(model), cache_dir=paths.feature_cache
     )
     paths.features.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(paths.features)  # half-written files of a killed earlier run
     resolved.write(paths.resolved)
     counts = {}
     with Progress(transient=True) as progress:
@@ -61,9 +63,11 @@ def preprocess(
             batch = featurize_frame(rows, extractor, paths.data, progress)
             batch["labels"] = torch.tensor([class_index[label] for label in rows["label"]])
             batch["sample_ids"] = list(rows["sample_id"])
-            torch.save(batch, paths.split(split))
+            with atomic_path(paths.split(split)) as tmp:
+                torch.save(batch, tmp)
             counts[split] = len(rows)
-    df[["sample_id", "split"]].to_csv(paths.splits_csv, index=False)
+    with atomic_path(paths.splits_csv) as tmp:
+        df[["sample_id", "split"]].to_csv(tmp, index=False)
     meta = {"classes": resolved.classes, "counts": counts, "data_hash": report.get("data_hash")}
-    paths.features_meta.write_text(json.dumps(meta, indent=2))
+    atomic_write_json(paths.features_meta, meta)
     return resolved

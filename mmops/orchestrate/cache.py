@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 import yaml
 
 import mmops
+from mmops.atomic import atomic_write_json
 from mmops.catalog import Catalog
 from mmops.config import Params
 from mmops.data.hashing import file_sha256, tree_sha256
@@ -136,6 +136,4 @@ class StageCache:
         """Write the stamp after the stage has run (atomically: a torn stamp never looks fresh)."""
         self.stamp.parent.mkdir(parents=True, exist_ok=True)
         stamp = {"stage": self.stage, "key": self.key, "outputs": {str(o): tree_sha256(o) for o in self.outputs}}
-        tmp = self.stamp.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(stamp, indent=2))
-        tmp.replace(self.stamp)
+        atomic_write_json(self.stamp, stamp)

@@ -43,6 +43,12 @@ def pick_device(setting: str, info: DistInfo) -> torch.device:
     return torch.device("cpu")
 
 
+def barrier(info: DistInfo) -> None:
+    """Wait for every rank (a no-op outside a process group)."""
+    if info.enabled and dist.is_initialized():
+        dist.barrier()
+
+
 def cleanup(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()

@@ -6,6 +6,7 @@ Run it with `mmops train` (one process, CPU or one GPU) or
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
@@ -20,8 +21,10 @@ from rich.console import Console
 from sklearn.metrics import accuracy_score, f1_score
 from torch.nn.parallel import DistributedDataParallel
 
+from mmops.atomic import atomic_path, atomic_write_json, remove_stale_temps
 from mmops.catalog import CHECKPOINT, HISTORY_JSON, RESUME_STATE, Catalog
 from mmops.config import Params
+from mmops.data.hashing import file_sha256
 from mmops.models.batch import index, to_device
 from mmops.inference.model_dir import export_audio_backbone, export_text_backbone
 from mmops.inference.predict import predict_logits
@@ -29,9 +32,12 @@ from mmops.models import MultimodalClassifier
 from mmops.models.augment import augment_batch, augmented_modalities
 from mmops.models.classifier import with_frozen_embeddings
 from mmops.train.budget import BUDGET_KEYS, resolve_budget
-from mmops.train.distributed import DistInfo, cleanup, init_distributed, pick_device
+from mmops.train.distributed import DistInfo, barrier, cleanup, init_distributed, pick_device
 
 console = Console(stderr=True)
+# the params sections that decide the training trajectory (paths, registry, gate, ... do not)
+FINGERPRINT_SECTIONS = ("seed", "classes", "features", "model", "train")
+TRAIN_SPLITS = ("train", "val")
 
 
 def seed_everything(seed: int) -> None:
@@ -41,8 +47,11 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_states() -> dict:
-    """Every RNG the training loop draws from (dropout, modality dropout, augmentation)."""
-    states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every RNG the training loop draws from (dropout, modality dropout, augmentation), as
+    tensors and plain values (loadable with `weights_only=True`)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    numpy_state = (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss))
+    states = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states
@@ -50,7 +59,8 @@ def rng_states() -> dict:
 
 def set_rng_states(states: dict) -> None:
     torch.set_rng_state(states["torch"])
-    np.random.set_state(states["numpy"])
+    kind, keys, pos, has_gauss, gauss = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     random.setstate(states["python"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
@@ -70,6 +80,16 @@ def lr_lambda(steps_per_epoch: int, epochs: int, warmup_epochs: int, schedule: s
         return 1.0
 
     return factor
+
+
+def resume_fingerprint(params: Params, split_files: list[Path]) -> str:
+    """sha256 of what a resume state is only valid for: the params sections training reads (with
+    `auto` resolved) and the content of the featurized splits it trains and selects on."""
+    dumped = params.dump()
+    digest = hashlib.sha256(json.dumps({k: dumped[k] for k in FINGERPRINT_SECTIONS}, sort_keys=True).encode())
+    for path in split_files:
+        digest.update(f"{path.name}\0{file_sha256(path)}\n".encode())
+    return digest.hexdigest()
 
 
 class TrainRecipe:
@@ -92,8 +112,10 @@ class TrainRecipe:
         self.val_set = torch.load(self.paths.split("val"), weights_only=True)
         self.cfg, self.budget = resolve_budget(self.cfg, len(self.train_set["labels"]))
         self.params = self.params.model_copy(update={"train": self.cfg})  # the checkpoint keeps what ran
+        self.fingerprint = resume_fingerprint(self.params, [self.paths.split(s) for s in TRAIN_SPLITS])
         if self.dist.is_main:
             console.print(f"training budget: {self.budget}")
+            remove_stale_temps(self.paths.model)  # half-written files of a killed earlier attempt
 
         self.model = MultimodalClassifier(
             self.params.model, len(self.params.classes), features=self.params.features
@@ -118,11 +140,26 @@ class TrainRecipe:
         self.amp_dtype = torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
         if self.resume and (self.paths.model / RESUME_STATE).exists():
-            self._load_last()
+            self._resume()
 
-    def _load_last(self) -> None:
+    def _resume(self) -> None:
+        """Continue from the resume state if it was written for these params and features; else
+        remove it (another run's, or unreadable) and train from scratch."""
+        path = self.paths.model / RESUME_STATE
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            refused = None if state.get("fingerprint") == self.fingerprint else "written for other params or features"
+        except Exception as err:  # noqa: BLE001  a torn, foreign or pickled file is never trusted
+            state, refused = None, f"unreadable ({type(err).__name__})"
+        barrier(self.dist)  # every rank has decided before rank 0 may remove the file
+        if refused is None:
+            self._load_last(state)
+        elif self.dist.is_main:
+            path.unlink(missing_ok=True)
+            console.print(f"resume state {path} refused and removed: {refused}; training from scratch", soft_wrap=True)
+
+    def _load_last(self, state: dict) -> None:
         """Restore model, optimizer, scheduler, scaler, RNGs and loop state from the resume state."""
-        state = torch.load(self.paths.model / RESUME_STATE, map_location=self.device, weights_only=False)
         self.model.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -133,7 +170,7 @@ class TrainRecipe:
         self.best_f1, self.best_epoch, self.stale = state["best_f1"], state["best_epoch"], state["stale"]
         self.stopped = state["stopped"]
         if self.dist.is_main:
-            console.print(f"resumed from {self.paths.model / RESUME_STATE} after epoch {state['epoch']}")
+            console.print(f"resumed from {self.paths.model / RESUME_STATE} after epoch {state['epoch']}", soft_wrap=True)
 
     def _wants_cuda(self) -> bool:
         return self.cfg.device == "cuda" or (self.cfg.device == "auto" and torch.cuda.is_available())
@@ -237,9 +274,8 @@ class TrainRecipe:
             "epoch": epoch,
             "val": val,
         }
-        tmp = self.paths.model / (CHECKPOINT + ".tmp")
-        torch.save(state, tmp)
-        tmp.replace(self.paths.model / CHECKPOINT)
+        with atomic_path(self.paths.model / CHECKPOINT) as tmp:
+            torch.save(state, tmp)
 
     def save_last(self, epoch: int) -> None:
         """The resume state (`last.pt`): the full training state after `epoch`, for `resume`."""
@@ -258,16 +294,16 @@ class TrainRecipe:
             "stale": self.stale,
             "stopped": self.stopped,
             "history": self.history,
+            "fingerprint": self.fingerprint,
         }
-        tmp = self.paths.model / (RESUME_STATE + ".tmp")
-        torch.save(state, tmp)
-        tmp.replace(self.paths.model / RESUME_STATE)
+        with atomic_path(self.paths.model / RESUME_STATE) as tmp:
+            torch.save(state, tmp)
 
     def finish(self, summary: dict) -> None:
         if self.dist.is_main:
             export_text_backbone(self.model, self.params, self.paths.model)
             export_audio_backbone(self.model, self.paths.model)
-            (self.paths.model / HISTORY_JSON).write_text(json.dumps({"summary": summary, "epochs": self.history}, indent=2))
+            atomic_write_json(self.paths.model / HISTORY_JSON, {"summary": summary, "epochs": self.history})
         cleanup(self.dist)
 
 

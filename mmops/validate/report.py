@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, computed_field
 
+from mmops.atomic import atomic_write_json, atomic_write_text
 from mmops.catalog import VALIDATION_JSON, VALIDATION_MD
 from mmops.config.validate import RULES, ValidateConfig
 
@@ -176,8 +176,8 @@ def write_report(report: ValidationReport, out_dir: str | Path) -> dict[str, Pat
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / VALIDATION_JSON, "markdown": out_dir / VALIDATION_MD}
-    paths["json"].write_text(json.dumps(report.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8")
-    paths["markdown"].write_text(to_markdown(report), encoding="utf-8")
+    atomic_write_text(paths["markdown"], to_markdown(report))
+    atomic_write_json(paths["json"], report.model_dump(mode="json"))  # last: the next stage reads it
     return paths
 
 
