@@ -1,8 +1,14 @@
-"""Images: bounded decode with PIL, RGB or grey, aspect-preserving resize, pad or centre-crop, normalise."""
+"""Images: bounded decode with PIL, RGB or grey, aspect-preserving resize, pad or centre-crop, normalise;
+`strip_exif` for wherever image bytes are kept.
+
+Metadata never reaches the features: only pixels are read (no EXIF orientation is applied, in
+training as in serving).
+"""
 
 from __future__ import annotations
 
 import io
+import struct
 
 import numpy as np
 import torch
@@ -12,6 +18,107 @@ from mmops.config import ImageFeatures
 
 MAX_PIXELS = 40_000_000  # refused before decoding: a 40 MP photo is already far above any model input
 BACKGROUND = (255, 255, 255)  # what transparent pixels are composited onto
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_DROP = {0xE1, 0xED, 0xFE}  # APP1 (EXIF, XMP), APP13 (IPTC), COM
+PNG_DROP = {b"eXIf", b"tEXt", b"zTXt", b"iTXt", b"tIME"}
+WEBP_DROP = {b"EXIF", b"XMP "}
+
+
+class ImageRefused(ValueError):
+    """An image refused from its header, before any pixel is decoded."""
+
+
+def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """The image with only its header read; `ImageRefused` when it has more than `max_pixels` pixels
+    (`PIL.UnidentifiedImageError` when it is no image Pillow knows)."""
+    try:
+        img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as err:  # PIL's own limit, far above ours
+        raise ImageRefused(f"image refused before decoding: {str(err).split(',')[0]}") from None
+    width, height = img.size
+    if width * height > max_pixels:
+        img.close()
+        raise ImageRefused(f"image refused before decoding: {width}x{height} px is above the "
+                         f"{max_pixels:,}-pixel limit")
+    return img
+
+
+def _strip_jpeg(data: bytes) -> bytes:
+    """JPEG without APP1/APP13/COM segments; the compressed pixels are copied byte for byte."""
+    out, pos = [data[:2]], 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            raise ValueError("not a well-formed JPEG: no marker where a segment starts")
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xDA:  # start of scan: the rest is entropy-coded data (and later tables)
+            break
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # no length field
+            out.append(data[pos : pos + 2])
+            pos += 2
+            continue
+        end = pos + 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if end > len(data):
+            raise ValueError("not a well-formed JPEG: a segment runs past the end")
+        if marker not in JPEG_DROP:
+            out.append(data[pos:end])
+        pos = end
+    out.append(data[pos:])
+    return b"".join(out)
+
+
+def _strip_chunks(data: bytes, start: int, drop: set[bytes], png: bool) -> tuple[list[bytes], bool]:
+    """PNG (length, type, data, CRC) or RIFF (type, length, data, pad) chunks from `start`, without
+    those whose type is in `drop`; and whether any was dropped."""
+    kept, dropped, pos = [], False, start
+    while pos + 8 <= len(data):
+        if png:
+            size, kind = struct.unpack(">I", data[pos : pos + 4])[0], data[pos + 4 : pos + 8]
+            end = pos + 12 + size
+        else:
+            kind, size = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])[0]
+            end = pos + 8 + size + (size & 1)
+        if end > len(data) + (not png):  # a RIFF file may omit the last pad byte
+            raise ValueError("not a well-formed image: a chunk runs past the end")
+        if kind in drop:
+            dropped = True
+        else:
+            kept.append(data[pos:end])
+        pos = end
+    return kept, dropped
+
+
+def _strip_webp(data: bytes) -> bytes:
+    chunks, dropped = _strip_chunks(data, 12, WEBP_DROP, png=False)
+    if not dropped:
+        return data
+    chunks = [c[:8] + bytes([c[8] & ~0x0C]) + c[9:] if c[:4] == b"VP8X" else c for c in chunks]  # EXIF, XMP flags
+    body = b"WEBP" + b"".join(chunks)
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def strip_exif(data: bytes, max_pixels: int = MAX_PIXELS) -> bytes:
+    """Image bytes without EXIF (GPS, camera serials), XMP, IPTC, comments or text chunks.
+
+    JPEG, PNG and WebP are cleaned losslessly at the byte level (the pixels are untouched);
+    BMP and GIF carry no EXIF and come back as given; any other format is re-encoded as PNG from
+    its pixels (bounded by `max_pixels`). ValueError on a malformed file.
+    """
+    if data.startswith(b"\xff\xd8"):
+        return _strip_jpeg(data)
+    if data.startswith(PNG_SIGNATURE):
+        return PNG_SIGNATURE + b"".join(_strip_chunks(data, 8, PNG_DROP, png=True)[0])
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return _strip_webp(data)
+    with open_image(data, max_pixels) as img:
+        if img.format in ("BMP", "GIF"):
+            return data
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        return buf.getvalue()
 
 
 def per_channel(values: float | list[float], channels: int) -> torch.Tensor:
@@ -54,14 +161,8 @@ class ImageTransform:
         self.std = per_channel(cfg.std, self.channels)
 
     def __call__(self, data: bytes) -> torch.Tensor:
-        try:
-            opened = Image.open(io.BytesIO(data))  # reads the header only
-        except Image.DecompressionBombError as err:  # PIL's own limit, far above ours
-            raise ValueError(f"image refused before decoding: {err}") from None
-        with opened as img:
+        with open_image(data, self.max_pixels) as img:
             width, height = img.size
-            if width * height > self.max_pixels:
-                raise ValueError(f"image of {width}x{height} px is above the {self.max_pixels:,} pixel limit")
             if img.format == "JPEG":
                 img.draft(self.mode, self._scaled(width, height))
             pixels = self._fit(_to_mode(img, self.mode))

@@ -1,4 +1,8 @@
-"""Text: a transformers tokenizer, padded to a fixed length; a longer text keeps its head or its tail."""
+"""Text: a transformers tokenizer, padded to a fixed length; a longer text keeps its head or its tail.
+
+A text is first cut to `MAX_TEXT_CHARS` characters at the end it would lose anyway: far more than
+any `max_length` of tokens needs, and it bounds the cost of scrubbing and tokenizing.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,9 @@ import torch
 from transformers import AutoTokenizer
 
 from mmops.config import TextFeatures
-from mmops.features.privacy import scrub_texts
+from mmops.data.pii import scrub_texts
+
+MAX_TEXT_CHARS = 100_000
 
 
 class TextTokenizer:
@@ -19,6 +25,8 @@ class TextTokenizer:
         self.max_length = cfg.resolved_max_length()
 
     def __call__(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        keep = slice(-MAX_TEXT_CHARS, None) if self.cfg.truncation == "tail" else slice(MAX_TEXT_CHARS)
+        texts = [t[keep] for t in texts]
         if self.cfg.scrub_pii:  # saved with the model's params, so serving scrubs exactly as training did
             texts = scrub_texts(texts)
         enc = self.tokenizer(

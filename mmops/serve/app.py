@@ -12,12 +12,19 @@ a bearer token set every endpoint but /health wants it (`auth.py`); counters liv
 `metrics.py`. Errors never carry a stack trace. Predictions go through `predict_frame`, the
 training preprocessing; concurrent requests share one model call (`batching.py`); a background
 watcher swaps in a new champion without a restart (`reloader.py`).
+
+The event loop only routes: media checks run on a small decode pool, model calls on the model
+thread, so /health answers while a heavy request runs. A /predict beyond
+`max_concurrent_requests` in flight gets 503 at once; one not answered within
+`request_timeout_s` gets 504.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -97,14 +104,14 @@ def create_app(settings: ServeSettings | None = None, source: ModelSource | None
         holder = ModelHolder(served)
         metrics.set_model(served)
         batcher = MicroBatcher(run_batch, settings.max_batch_size, settings.max_wait_ms, settings.max_queue_rows,
-                               metrics.observe_batch, thread_initializer=set_threads,
-                               model_thread=settings.model_thread)
+                               metrics.observe_batch, thread_initializer=set_threads)
+        decoder = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="mmops-decode")
         watcher = ChampionWatcher(
             src, holder, settings.poll_interval_s,
             on_swap=lambda old, new: (metrics.set_model(new), metrics.reloads.labels("swapped").inc()),
             on_error=lambda stage, err: metrics.reloads.labels(f"{stage}_failed").inc(),
         )
-        state.update(holder=holder, batcher=batcher, watcher=watcher, source=src)
+        state.update(holder=holder, batcher=batcher, watcher=watcher, source=src, decoder=decoder, inflight=0)
         await batcher.start()
         watcher.start()
         log.info("serving %s v%s (%s)", served.name, served.version, served.uri)
@@ -113,6 +120,7 @@ def create_app(settings: ServeSettings | None = None, source: ModelSource | None
         finally:
             watcher.stop()
             await batcher.stop()
+            decoder.shutdown(wait=False, cancel_futures=True)
             retire(holder.current)
 
     app = FastAPI(title="mmops model server", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
@@ -128,8 +136,12 @@ def create_app(settings: ServeSettings | None = None, source: ModelSource | None
 
     @app.get("/health")
     async def health() -> dict:
+        """Liveness, the served version and the one the alias names (they differ while a new
+        champion is refused, e.g. a tampered artifact: the old one keeps serving)."""
         served = state["holder"].current
-        return {"status": "ok", "model": served.name, "version": served.version}
+        sync = state["watcher"].status()
+        return {"status": "ok", "model": served.name, "version": served.version,
+                "desired_version": sync["desired_version"], "in_sync": sync["in_sync"]}
 
     @app.get("/metadata")
     async def metadata(request: Request) -> dict:
@@ -147,9 +159,13 @@ def create_app(settings: ServeSettings | None = None, source: ModelSource | None
                                         "model_version": "string"}]},
             "limits": {"max_body_bytes": settings.max_body_bytes, "max_instances": settings.max_instances,
                        "max_image_pixels": settings.max_image_pixels,
-                       "max_audio_seconds": settings.max_audio_seconds},
+                       "max_audio_seconds": settings.max_audio_seconds,
+                       "max_audio_channels": settings.max_audio_channels,
+                       "max_text_chars": settings.max_text_chars,
+                       "max_concurrent_requests": settings.max_concurrent_requests,
+                       "request_timeout_s": settings.request_timeout_s},
             "batching": {"max_batch_size": settings.max_batch_size, "max_wait_ms": settings.max_wait_ms},
-            "hot_reload": {"poll_interval_s": settings.poll_interval_s},
+            "hot_reload": {"poll_interval_s": settings.poll_interval_s, **state["watcher"].status()},
             "auth": "bearer" if token else "none",
         }
 
@@ -159,20 +175,35 @@ def create_app(settings: ServeSettings | None = None, source: ModelSource | None
 
         check_token(request, token)
         metrics.queued.set(state["batcher"].queued_rows)
+        metrics.in_sync.set(1.0 if state["watcher"].status()["in_sync"] else 0.0)
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/predict")
-    async def predict(request: Request) -> Response:
-        check_token(request, token)
+    async def answer(request: Request) -> list[dict]:
         batcher: MicroBatcher = state["batcher"]
         with batcher.incoming():
-            rows = await read_rows(request, settings)
+            rows = await read_rows(request, settings, state["decoder"])
         try:
-            predictions = await batcher.submit(rows)
+            return await batcher.submit(rows)
         except Overloaded:
             raise HTTPException(503, "server is overloaded; retry later", headers={"Retry-After": "1"}) from None
         except ShuttingDown:
             raise HTTPException(503, "server is shutting down") from None
+
+    @app.post("/predict")
+    async def predict(request: Request) -> Response:
+        check_token(request, token)
+        if state["inflight"] >= settings.max_concurrent_requests:
+            raise HTTPException(503, f"{state['inflight']} requests in flight (limit "
+                                     f"{settings.max_concurrent_requests}); retry later", headers={"Retry-After": "1"})
+        state["inflight"] += 1
+        metrics.inflight.set(state["inflight"])
+        try:
+            predictions = await asyncio.wait_for(answer(request), settings.request_timeout_s)
+        except TimeoutError:  # the request's decode or model call may still finish; its answer is dropped
+            raise HTTPException(504, f"request not answered within {settings.request_timeout_s:g} s") from None
+        finally:
+            state["inflight"] -= 1
+            metrics.inflight.set(state["inflight"])
         for p in predictions:
             metrics.instances.labels(p["label"]).inc()
         return Response(json.dumps({"predictions": predictions}).encode(), media_type="application/json")
@@ -181,11 +212,15 @@ def create_app(settings: ServeSettings | None = None, source: ModelSource | None
 
 
 def serve(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8080, log_level: str = "info",
-          access_log: bool = False, source: ModelSource | None = None) -> None:
-    """Run the app under uvicorn until SIGINT/SIGTERM (graceful: in-flight requests finish)."""
+          access_log: bool = False, source: ModelSource | None = None, ssl_certfile: str | None = None,
+          ssl_keyfile: str | None = None) -> None:
+    """Run the app under uvicorn until SIGINT/SIGTERM (graceful: in-flight requests finish).
+
+    With a certificate and key it speaks HTTPS only: a plain-HTTP client fails the TLS handshake.
+    """
     import uvicorn
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(create_app(settings, source), host=host, port=port, log_level=log_level, access_log=access_log,
-                timeout_graceful_shutdown=30, server_header=False)
+                timeout_graceful_shutdown=30, server_header=False, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
 

@@ -11,12 +11,9 @@ request and nothing is queued or being read (`incoming()`), a request goes strai
 model instead of idling `max_wait_ms`; under concurrent load the batch also takes whatever
 queued up during the previous model call.
 
-Where the model runs: by default on the event loop's own thread (`model_thread=False`). With
-the GIL, a separate model thread competes with the event loop for the interpreter, and on a
-machine with few cores that costs more than the overlap gains (measured in bench/bench_serve.py:
-model calls about twice as slow, batches smaller). During a call new requests wait in the
-socket buffers and form the next batch. `model_thread=True` moves calls to one dedicated thread,
-for machines with cores to spare.
+Where the model runs: on one dedicated thread, never on the event loop, so the loop keeps
+answering /health and reading the next requests while a batch (decode, featurize, forward) runs.
+Requests that arrive during a call queue up and form the next batch.
 """
 
 from __future__ import annotations
@@ -66,7 +63,6 @@ class MicroBatcher:
         max_queue_rows: int = 1024,
         on_batch: Callable[[int, int, float], None] | None = None,
         thread_initializer: Callable[[], None] | None = None,
-        model_thread: bool = False,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be >= 1")
@@ -76,7 +72,6 @@ class MicroBatcher:
         self.max_queue_rows = max_queue_rows
         self.on_batch = on_batch
         self.thread_initializer = thread_initializer
-        self.model_thread = model_thread
         self._arriving = 0
         self._recent = deque([1], maxlen=4)  # requests per batch, last few batches
         self._queue: asyncio.Queue[_Pending] | None = None
@@ -87,12 +82,9 @@ class MicroBatcher:
 
     async def start(self) -> None:
         self._queue = asyncio.Queue()
-        if self.model_thread:
-            self._executor = ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix="mmops-model", initializer=self.thread_initializer
-            )
-        elif self.thread_initializer:
-            self.thread_initializer()
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="mmops-model", initializer=self.thread_initializer
+        )
         self._task = asyncio.create_task(self._loop(), name="mmops-micro-batcher")
 
     async def stop(self) -> None:
@@ -192,10 +184,7 @@ class MicroBatcher:
         rows = [row for p in batch for row in p.rows]
         start = time.perf_counter()
         try:
-            if self._executor is None:
-                results = self._call(rows)  # on the loop's thread: see the module docstring
-            else:
-                results = await loop.run_in_executor(self._executor, self._call, rows)
+            results = await loop.run_in_executor(self._executor, self._call, rows)
         except Exception as err:
             if len(batch) == 1:
                 _settle(batch[0].future, error=err)

@@ -1,25 +1,31 @@
 """Request body -> checked rows for `predict_frame`.
 
-Every request is checked before it reaches the model (size, JSON types, base64, does the image
-or audio decode), and answered with a 4xx whose message names the instance and the field.
+Every request is checked before it reaches the model (size, JSON types and depth, base64, text
+length, image pixels and audio rate, channels and duration from the headers, does the image or
+audio decode), and answered with a 4xx whose message names the instance and the field.
+Media are checked on the `executor`'s threads, never on the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import binascii
-import io
 import json
-from typing import Any
+from concurrent.futures import Executor
+from typing import Any, Callable, TypeVar
 
 from fastapi import HTTPException, Request
-from starlette.concurrency import run_in_threadpool
 
 from mmops.config import MODALITIES
+from mmops.features.audio import AudioRefused, open_audio
+from mmops.features.image import ImageRefused, open_image
 from mmops.serve.settings import ServeSettings
 
-# Bodies up to this size are parsed and checked inline (a thread hop costs more than the work);
-# bigger ones on a worker thread so one large upload does not stall the event loop.
+# Bodies up to this size are parsed inline (a thread hop costs more than the work); bigger ones
+# on a worker thread so one large upload does not stall the event loop.
 INLINE_BODY_BYTES = 512 * 1024
+B64_SLICE = 1 << 18  # base64 characters decoded per call (a multiple of 4)
+T = TypeVar("T")
 
 
 class BadInput(HTTPException):
@@ -69,6 +75,13 @@ def parse_json_instances(payload: Any, max_instances: int) -> list[dict]:
     return out
 
 
+def _a2b(text: bytes) -> bytes:
+    """Strict base64 -> bytes, a slice at a time: binascii holds the GIL, and 8 MB in one call would
+    keep the event loop waiting ~0.1 s."""
+    return b"".join(binascii.a2b_base64(text[i : i + B64_SLICE], strict_mode=True)
+                    for i in range(0, len(text), B64_SLICE))
+
+
 def decode_base64(value: str, where: str) -> bytes:
     """Standard base64 (line breaks and a `data:...;base64,` prefix allowed) -> bytes."""
     if value.startswith("data:"):
@@ -77,35 +90,29 @@ def decode_base64(value: str, where: str) -> bytes:
             raise BadInput(422, f"{where}: a data URI must be ';base64,' encoded")
     for attempt in (value, "".join(value.split())):  # then MIME-style, line breaks stripped
         try:
-            return binascii.a2b_base64(attempt.encode("ascii"), strict_mode=True)
+            return _a2b(attempt.encode("ascii"))
         except (binascii.Error, ValueError):  # UnicodeEncodeError is a ValueError
             continue
     raise BadInput(422, f"{where}: not valid base64")
 
 
 def check_image(data: bytes, where: str, max_pixels: int) -> None:
-    """The bytes decode as an image of at most `max_pixels` pixels (else 422)."""
-    from PIL import Image
-
+    """The bytes decode as an image of at most `max_pixels` pixels, checked from the header (else 422)."""
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            width, height = img.size
-            if width * height > max_pixels:
-                raise BadInput(422, f"{where}: image is {width}x{height}, above the {max_pixels}-pixel limit")
+        with open_image(data, max_pixels) as img:
             img.load()
-    except BadInput:
-        raise
+    except ImageRefused as err:
+        raise BadInput(422, f"{where}: {err}") from None
     except Exception:  # PIL raises many types (UnidentifiedImageError, OSError, SyntaxError, ...)
         raise BadInput(422, f"{where}: not a decodable image") from None
 
 
-def check_audio(data: bytes, where: str, max_seconds: float) -> None:
-    """The bytes decode as audio (WAV/FLAC/OGG/MP3) of at most `max_seconds` (else 422)."""
-    import soundfile as sf
-
+def check_audio(data: bytes, where: str, max_seconds: float, max_channels: int) -> None:
+    """The bytes decode as audio (WAV/FLAC/OGG/MP3) whose header passes `open_audio` and says at
+    most `max_seconds` (else 422)."""
     try:
-        with sf.SoundFile(io.BytesIO(data)) as f:
-            if f.samplerate <= 0 or f.frames <= 0:
+        with open_audio(data, max_channels) as f:
+            if f.frames <= 0:
                 raise BadInput(422, f"{where}: audio has no samples")
             if f.frames / f.samplerate > max_seconds:
                 raise BadInput(422, f"{where}: audio is {f.frames / f.samplerate:.1f} s, above the "
@@ -113,17 +120,23 @@ def check_audio(data: bytes, where: str, max_seconds: float) -> None:
             f.read(frames=min(1024, f.frames), dtype="float32")  # the header parsed; samples decode
     except BadInput:
         raise
-    except Exception:
+    except AudioRefused as err:
+        raise BadInput(422, f"{where}: {err}") from None
+    except Exception:  # libsndfile's errors
         raise BadInput(422, f"{where}: not decodable audio") from None
 
 
 def decode_instance(i: int, raw: dict, settings: ServeSettings, base64_media: bool = True) -> dict:
     """One checked instance -> the row `predict_frame` takes (text str, image/audio bytes|None)."""
     row: dict[str, Any] = {"text": raw.get("text") or ""}
-    for name, check, limit in (
-        ("image", check_image, settings.max_image_pixels),
-        ("audio", check_audio, settings.max_audio_seconds),
-    ):
+    if len(row["text"]) > settings.max_text_chars:
+        raise BadInput(422, f"instances[{i}].text: {len(row['text']):,} characters, above the "
+                            f"{settings.max_text_chars:,}-character limit")
+    checks: dict[str, Callable[[bytes, str], None]] = {
+        "image": lambda data, where: check_image(data, where, settings.max_image_pixels),
+        "audio": lambda data, where: check_audio(data, where, settings.max_audio_seconds, settings.max_audio_channels),
+    }
+    for name, check in checks.items():
         value = raw.get(name)
         if value is None or (isinstance(value, (str, bytes)) and len(value) == 0):
             row[name] = None
@@ -133,7 +146,7 @@ def decode_instance(i: int, raw: dict, settings: ServeSettings, base64_media: bo
         if not data:
             row[name] = None
             continue
-        check(data, where, limit)
+        check(data, where)
         row[name] = data
     if not row["text"].strip() and row["image"] is None and row["audio"] is None:
         raise BadInput(422, f"instances[{i}]: no input (give at least one of text, image, audio)")
@@ -196,20 +209,30 @@ async def parse_multipart(request: Request, max_part_size: int) -> dict:
     return raw
 
 
-async def read_rows(request: Request, settings: ServeSettings) -> list[dict]:
-    """A /predict request (JSON instances or one multipart instance) -> checked rows."""
+def parse_json(body: bytes) -> Any:
+    """JSON body -> Python; 400 when invalid or nested too deeply (refused fast, no deep recursion)."""
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise BadInput(400, "body is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError):
+        raise BadInput(400, "body is not valid JSON") from None
+
+
+async def read_rows(request: Request, settings: ServeSettings, executor: Executor | None = None) -> list[dict]:
+    """A /predict request (JSON instances or one multipart instance) -> checked rows; media are
+    checked on `executor`'s threads (None: the event loop's default executor)."""
+    loop = asyncio.get_running_loop()
+
+    async def off_loop(fn: Callable[[], T]) -> T:
+        return await loop.run_in_executor(executor, fn)
+
     body = await read_body(request, settings.max_body_bytes)
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
         instances, base64_media = [await parse_multipart(request, settings.max_body_bytes)], False
     elif ctype in ("application/json", "") or ctype.endswith("+json"):
-        try:
-            if len(body) <= INLINE_BODY_BYTES:
-                payload = json.loads(body)
-            else:
-                payload = await run_in_threadpool(json.loads, body)
-        except (ValueError, UnicodeDecodeError):
-            raise BadInput(400, "body is not valid JSON") from None
+        payload = parse_json(body) if len(body) <= INLINE_BODY_BYTES else await off_loop(lambda: parse_json(body))
         instances, base64_media = parse_json_instances(payload, settings.max_instances), True
     else:
         raise BadInput(415, f"unsupported content type {ctype!r}: use application/json or multipart/form-data")
@@ -217,4 +240,5 @@ async def read_rows(request: Request, settings: ServeSettings) -> list[dict]:
     def decode_all() -> list[dict]:
         return [decode_instance(i, raw, settings, base64_media) for i, raw in enumerate(instances)]
 
-    return decode_all() if len(body) <= INLINE_BODY_BYTES else await run_in_threadpool(decode_all)
+    has_media = any(raw.get(m) for raw in instances for m in ("image", "audio"))
+    return await off_loop(decode_all) if has_media else decode_all()

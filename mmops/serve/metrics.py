@@ -36,7 +36,12 @@ class Metrics:
                                 ["model", "alias", "version"], registry=self.registry)
         self.reloads = Counter("mmops_model_reloads", "champion changes picked up by the watcher",
                                ["result"], registry=self.registry)
+        self.in_sync = Gauge("mmops_model_in_sync", "1 when the served version is the one the alias names; 0 "
+                             "while a newer champion could not be loaded (e.g. it failed verification)",
+                             registry=self.registry)
         self.queued = Gauge("mmops_queued_rows", "rows waiting for the model", registry=self.registry)
+        self.inflight = Gauge("mmops_inflight_requests", "/predict requests being read, checked or predicted",
+                              registry=self.registry)
 
     def set_model(self, served: ServedModel) -> None:
         alias = served.alias or ""

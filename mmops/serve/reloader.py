@@ -145,6 +145,8 @@ class ChampionWatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failed: set[str] = set()  # versions that failed to load: not retried until the alias moves
+        self.desired: str | None = None  # the version the alias pointed at on the last check
+        self.last_error: str | None = None  # why `desired` is not served (e.g. it failed verification)
         self._check_lock = threading.Lock()
 
     def start(self) -> None:
@@ -158,6 +160,12 @@ class ChampionWatcher:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def status(self) -> dict:
+        """Desired (the alias) vs served version, for /health and /metrics."""
+        served = self.holder.current.version
+        desired = self.desired or served
+        return {"desired_version": desired, "in_sync": desired == served, "reload_error": self.last_error}
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             self.check_once()
@@ -168,9 +176,11 @@ class ChampionWatcher:
             stage = "resolve"
             try:
                 version = self.source.current_version()
+                self.desired = version
                 current = self.holder.current
                 if version == current.version:
                     self._failed.clear()
+                    self.last_error = None
                     return False
                 if version in self._failed:
                     return False
@@ -180,12 +190,14 @@ class ChampionWatcher:
             except Exception as err:  # a broken store or model must not take the server down
                 if stage == "load":
                     self._failed.add(version)
+                    self.last_error = f"v{version} refused: {type(err).__name__}: {err}"
                 log.warning("champion %s failed (%s: %s); still serving v%s", stage, type(err).__name__, err,
                             self.holder.current.version)
                 if self.on_error:
                     self.on_error(stage, err)
                 return False
             old = self.holder.swap(new)
+            self.last_error = None
             log.info("now serving %s v%s (was v%s)", new.name, new.version, old.version)
             if self.on_swap:
                 self.on_swap(old, new)

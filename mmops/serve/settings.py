@@ -20,15 +20,19 @@ class ServeSettings(BaseModel):
     max_instances: int = Field(64, gt=0, description="instances per request (413 above)")
     max_batch_size: int = Field(32, gt=0, description="rows per model call")
     max_wait_ms: float = Field(5.0, ge=0, description="how long a batch waits for more requests (under load)")
-    model_thread: bool = Field(False, description="model calls on their own thread (many-core machines)")
     max_queue_rows: int = Field(1024, gt=0, description="rows waiting for the model (503 above)")
+    max_concurrent_requests: int = Field(64, gt=0, description="/predict requests in flight (503 above)")
+    request_timeout_s: float = Field(30.0, gt=0, description="a /predict request not answered by then gets 504")
+    decode_threads: int = Field(2, gt=0, description="threads that read JSON and check media off the event loop")
     torch_threads: int = Field(
         default_factory=lambda: max(1, min(4, (os.cpu_count() or 2) // 2)),
         gt=0, description="intra-op threads of the model call (oversubscribed OpenMP is very slow)",
     )
     poll_interval_s: float = Field(10.0, ge=0, description="champion check period; 0 = no hot reload")
-    max_image_pixels: int = Field(16_000_000, gt=0)
-    max_audio_seconds: float = Field(60.0, gt=0)
+    max_image_pixels: int = Field(16_000_000, gt=0, description="from the header, before decoding (422 above)")
+    max_audio_seconds: float = Field(60.0, gt=0, description="from the header, before decoding (422 above)")
+    max_audio_channels: int = Field(8, gt=0, le=8, description="from the header (422 above; decoding allows 8)")
+    max_text_chars: int = Field(100_000, gt=0, description="characters per text (422 above)")
     token: str | None = Field(None, description=f"bearer token; default from env {TOKEN_ENV}", repr=False)
 
     @classmethod

@@ -1,9 +1,14 @@
-"""Media file rules: path containment, existence, content type, full decode, bounds, split leakage."""
+"""Media file rules: path containment, existence, content type, full decode, bounds, split leakage.
+
+Bounds that a header shows (image size, audio rate, channels, duration) are checked before
+anything is decoded, so a small hostile file is refused fast and in little memory.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +26,8 @@ from mmops.validate.report import Findings
 PATH_RULES = ("path_inside_dataset", "file_exists", "media_type_matches")
 IMAGE_RULES = ("image_decodes", "image_size", "image_mode")
 AUDIO_RULES = ("audio_decodes", "audio_not_empty", "audio_finite", "audio_duration", "audio_sample_rate")
+MAX_AUDIO_CHANNELS = 8  # as mmops.features.audio decodes (a layer below it, so not imported)
+BLOCK_FRAMES = 65_536  # frames decoded (all channels) at a time
 
 
 def sniff(head: bytes) -> str | None:
@@ -102,34 +109,54 @@ def wav_shortfall(data: bytes) -> str | None:
 
 
 def check_audio(data: bytes, cfg: ValidateConfig) -> list[tuple[str, str]]:
-    """Decode the whole audio file and check samples, duration and sample rate."""
+    """Check the header's sample rate, channels and duration, then decode (block by block, at most
+    the allowed duration) and check the samples. A file refused from its header is never decoded."""
     import soundfile as sf
 
     try:
         with sf.SoundFile(io.BytesIO(data)) as f:
-            sr, frames = f.samplerate, f.frames
-            x = f.read(dtype="float32", always_2d=True)
+            sr, frames, channels = f.samplerate, f.frames, f.channels
+            problems = _audio_header_problems(sr, frames, channels, cfg)
+            if problems:
+                return problems
+            n, bad = 0, 0
+            limit = math.ceil(cfg.audio_max_duration_s * sr) + 1
+            for block in f.blocks(blocksize=BLOCK_FRAMES, frames=min(frames, limit) if frames > 0 else limit,
+                                  dtype="float32", always_2d=True):
+                n += len(block)
+                bad += int(block.size - np.count_nonzero(np.isfinite(block)))
     except Exception as err:
         return [("audio_decodes", f"does not decode: {type(err).__name__}: {' '.join(str(err).split())}")]
     problems = []
-    n = x.shape[0]
     short = wav_shortfall(data)
-    if short is None and 0 <= frames < 2**62 and n < frames:
+    if short is None and 0 <= frames < 2**62 and n < min(frames, limit):
         short = f"truncated: header announces {frames} frames, {n} decoded"
     if short:
         problems.append(("audio_decodes", short))
+    if n == 0:
+        problems.append(("audio_not_empty", "no samples"))
+        return problems
+    if bad:
+        problems.append(("audio_finite", f"{bad} of {n * channels} samples are NaN or infinite"))
+    dur = n / sr
+    if not cfg.audio_min_duration_s <= dur <= cfg.audio_max_duration_s:
+        shown = f"more than {cfg.audio_max_duration_s}" if n >= limit else f"{dur:.3f}"
+        problems.append(("audio_duration", f"{shown} s is outside "
+                                           f"{cfg.audio_min_duration_s}..{cfg.audio_max_duration_s} s"))
+    return problems
+
+
+def _audio_header_problems(sr: int, frames: int, channels: int, cfg: ValidateConfig) -> list[tuple[str, str]]:
+    """What the header alone shows to be out of bounds (nothing is decoded then)."""
+    problems = []
     if not cfg.audio_min_sample_rate <= sr <= cfg.audio_max_sample_rate:
         problems.append(("audio_sample_rate", f"{sr} Hz is outside "
                                               f"{cfg.audio_min_sample_rate}..{cfg.audio_max_sample_rate} Hz"))
-    if n == 0 or x.size == 0:
-        problems.append(("audio_not_empty", "no samples"))
-        return problems
-    bad = int(x.size - np.count_nonzero(np.isfinite(x)))
-    if bad:
-        problems.append(("audio_finite", f"{bad} of {x.size} samples are NaN or infinite"))
-    dur = n / sr if sr > 0 else float("inf")
-    if not cfg.audio_min_duration_s <= dur <= cfg.audio_max_duration_s:
-        problems.append(("audio_duration", f"{dur:.3f} s is outside "
+    if channels > MAX_AUDIO_CHANNELS:
+        problems.append(("audio_decodes", f"refused before decoding: {channels} channels, above the "
+                                          f"{MAX_AUDIO_CHANNELS}-channel limit"))
+    if sr > 0 and frames / sr > cfg.audio_max_duration_s and frames < 2**62:
+        problems.append(("audio_duration", f"{frames / sr:.3f} s (from the header) is outside "
                                            f"{cfg.audio_min_duration_s}..{cfg.audio_max_duration_s} s"))
     return problems
 

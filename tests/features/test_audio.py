@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 import math
-import struct
 import time
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -14,7 +14,8 @@ import torch
 
 from mmops.config import AudioFeatures, FeaturesConfig
 from mmops.features import FeatureExtractor
-from mmops.features.audio import LogMel, decode_mono
+from datagen.hostile import flac, wav
+from mmops.features.audio import BLOCK_FRAMES, MAX_RATIO_TERM, AudioRefused, LogMel, decode_mono, rate_ratio
 
 HOP, N_MELS = 256, 40
 
@@ -69,7 +70,12 @@ def test_decode_reads_only_the_frames_it_needs(monkeypatch):
 
     monkeypatch.setattr(sf.SoundFile, "read", spy)
     wave = decode_mono(_clip(44100, 10.0, channels=2), 16000, max_seconds=1.5)
-    assert reads == [math.ceil(1.5 * 44100)] and wave.shape == (24000,)
+    assert sum(reads) == math.ceil(1.5 * 44100) and max(reads) <= BLOCK_FRAMES and wave.shape == (24000,)
+
+
+def _peak_hz(wave: np.ndarray, rate: int = 16000) -> float:
+    spectrum = np.abs(np.fft.rfft(wave * np.hanning(len(wave))))
+    return float(np.argmax(spectrum) * rate / len(wave))
 
 
 def test_stereo_is_downmixed_and_rates_are_resampled():
@@ -79,28 +85,61 @@ def test_stereo_is_downmixed_and_rates_are_resampled():
     sf.write(buf, np.stack([tone, -tone], 1).astype(np.float32), 44100, format="WAV", subtype="FLOAT")
     assert decode_mono(buf.getvalue(), 16000, 5.0).abs().max() < 1e-6  # L + R cancel
     ref = 0.4 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)
-    for rate in (44100, 16001, 22050, 8000):
+    for rate in (44100, 16001, 47999, 22050, 8000):
         buf = io.BytesIO()
         sf.write(buf, (0.4 * np.sin(2 * np.pi * 440 * np.arange(rate) / rate)).astype(np.float32), rate, format="WAV")
         wave = decode_mono(buf.getvalue(), 16000, 5.0).numpy()
-        assert abs(len(wave) - 16000) <= 1
-        assert np.abs(wave[200:15000] - ref[200:15000]).max() < 0.02, rate
+        assert abs(len(wave) - 16000) <= 2
+        assert abs(_peak_hz(wave) - 440) <= 1, rate  # odd rates snap to a near ratio: pitch within 0.1 %
+        if rate in (44100, 22050, 8000):  # usual rates convert exactly
+            assert np.abs(wave[200:15000] - ref[200:15000]).max() < 0.02, rate
 
 
-def _wav_header(rate: int, frames: int) -> bytes:
-    """A 16-bit mono WAV with `frames` zero samples."""
-    data = b"\x00\x00" * frames
-    fmt = struct.pack("<HHIIHH", 1, 1, rate, rate * 2, 2, 16)
-    return b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack(
-        "<I", len(data)
-    ) + data
+@pytest.mark.parametrize("rate", [8000, 11025, 16000, 22050, 32000, 44100, 48000, 96000, 192000, 16001, 47999, 191999])
+def test_rate_ratios_are_small_and_close(rate):
+    up, down = rate_ratio(rate, 16000)
+    assert max(up, down) <= MAX_RATIO_TERM
+    assert abs(up / down - 16000 / rate) <= 1e-3 * 16000 / rate
+    if rate % 25 == 0:  # the usual rates: exact
+        assert up * rate == down * 16000
+
+
+@pytest.mark.parametrize(
+    "data, rule",
+    [
+        (wav(192000, 100, channels=9), "9 channels, above the 8-channel limit"),
+        (wav(400_000, 100), "sample rate 400000 Hz is outside 1000..192000 Hz"),
+        (wav(500, 100), "sample rate 500 Hz is outside"),
+    ],
+)
+def test_headers_are_refused_before_decoding(data, rule, monkeypatch):
+    monkeypatch.setattr(sf.SoundFile, "read", lambda *a, **k: pytest.fail("decoded a refused file"))
+    with pytest.raises(AudioRefused, match=rule):
+        decode_mono(data, 16000, 30.0)
+
+
+@pytest.mark.parametrize("name", ["16001 Hz", "47999 Hz", "191999 Hz", "8 ch 192 kHz FLAC"])
+def test_hostile_rates_and_channels_cost_little(name):
+    """30 s clips at odd rates and an 8-channel 192 kHz FLAC: well under a second and 100 MB."""
+    data = flac(192000, 30.0, 8) if "FLAC" in name else wav(int(name.split()[0]), int(name.split()[0]) * 30)
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        wave = decode_mono(data, 16000, 30.0)
+        elapsed = time.perf_counter() - started
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert abs(len(wave) - 30 * 16000) <= 30, name
+    assert elapsed < 2.0, (name, elapsed)  # 0.01-0.9 s here; unbounded, 191999 Hz took 1 s and 156 MB more
+    assert peak < 100e6, (name, peak)  # the 8 channels read at once would be 184 MB
 
 
 @pytest.mark.parametrize("frames", [0, 16001 * 3])
 def test_awkward_rate_pairs_decode_fast(frames):
     """16,001 -> 16,000 Hz: torchaudio's kernel would be 16,000 x 16,001 (26 s, 4 GB)."""
     started = time.perf_counter()
-    clip = LogMel(_cfg(1.0, 4.0))(_wav_header(16001, frames))
+    clip = LogMel(_cfg(1.0, 4.0))(wav(16001, frames))
     assert time.perf_counter() - started < 2.0
     assert clip["mel"].shape[-1] == int(4.0 * 16000) // HOP + 1
 

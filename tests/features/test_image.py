@@ -5,16 +5,16 @@ from __future__ import annotations
 import io
 import struct
 import time
-import zlib
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import ExifTags, Image
 from PIL.JpegImagePlugin import JpegImageFile
 
+from datagen.hostile import photo_with_gps, png_header
 from mmops.config import ImageFeatures
-from mmops.features.image import ImageTransform
+from mmops.features.image import ImageTransform, strip_exif
 
 RED, BLUE, GREEN = (220, 30, 40), (20, 40, 200), (30, 180, 60)
 
@@ -127,17 +127,10 @@ def test_pixel_limit_refuses_before_decoding(monkeypatch):
     # PNG headers of 9,000 and 20,000 px squares with no pixel data: refused from the header, fast
     started = time.perf_counter()
     with pytest.raises(ValueError, match="9000x9000"):
-        ImageTransform(_rgb(16))(_png_header(9000))
-    with pytest.raises(ValueError, match="400000000 pixels"):  # above PIL's own bomb limit too
-        ImageTransform(_rgb(16))(_png_header(20000))
+        ImageTransform(_rgb(16))(png_header(9000, 9000))
+    with pytest.raises(ValueError, match="3600000000 pixels"):  # above PIL's own bomb limit too
+        ImageTransform(_rgb(16))(png_header(60000, 60000))
     assert time.perf_counter() - started < 1.0
-
-
-def _png_header(side: int) -> bytes:
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)) + chunk(b"IDAT", b"")
 
 
 def test_large_jpeg_decodes_at_reduced_scale(monkeypatch):
@@ -157,3 +150,37 @@ def test_large_jpeg_decodes_at_reduced_scale(monkeypatch):
     full = ImageTransform(_rgb(64, fit="crop"), max_pixels=10**8)
     monkeypatch.setattr(JpegImageFile, "draft", lambda self, mode, size: None)  # no reduced decode
     assert torch.allclose(x, full(photo), atol=0.1)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF"])
+def test_exif_never_reaches_features_and_strip_exif_removes_it(fmt):
+    tagged, plain = photo_with_gps(fmt)
+    assert b"SERIAL-0042" in tagged  # the fixture does carry metadata (and, but for TIFF, a GPS position)
+    with Image.open(io.BytesIO(tagged)) as img:
+        assert fmt == "TIFF" or img.getexif().get_ifd(ExifTags.IFD.GPSInfo)
+    transform = ImageTransform(_rgb(16))
+    assert torch.equal(transform(tagged), transform(plain))  # only pixels are read
+
+    stripped = strip_exif(tagged)
+    assert b"SERIAL-0042" not in stripped and b"Exif" not in stripped
+    with Image.open(io.BytesIO(stripped)) as img, Image.open(io.BytesIO(tagged)) as orig:
+        assert not img.getexif() and "xmp" not in img.info
+        assert np.array_equal(np.asarray(img.convert("RGB")), np.asarray(orig.convert("RGB")))  # lossless
+    if fmt in ("JPEG", "PNG"):
+        assert stripped == plain  # byte-level: exactly the file written without EXIF
+    assert strip_exif(stripped) == stripped
+
+
+def test_strip_exif_refuses_malformed_and_huge_files():
+    jpeg, _ = photo_with_gps("JPEG")
+    with pytest.raises(ValueError, match="well-formed JPEG"):
+        strip_exif(jpeg[:2] + b"\x00" + jpeg[3:])
+    with pytest.raises(ValueError, match="refused before decoding"):
+        strip_exif(_tiff_header(60000))
+
+
+def _tiff_header(side: int) -> bytes:
+    """A TIFF that declares side x side grey pixels and holds none."""
+    entries = [(256, 4, side), (257, 4, side), (258, 3, 8), (262, 3, 1), (273, 4, 8), (279, 4, 0)]
+    ifd = struct.pack("<H", len(entries)) + b"".join(struct.pack("<HHII", t, k, 1, v) for t, k, v in entries)
+    return b"II*\x00" + struct.pack("<I", 8) + ifd + b"\x00\x00\x00\x00"

@@ -121,7 +121,7 @@ def test_other_bad_requests(client):
 
 def test_metadata_health_and_metrics(client, loaded):
     health = client.get("/health").json()
-    assert health == {"status": "ok", "model": "tiny", "version": "local"}
+    assert health == {"status": "ok", "model": "tiny", "version": "local", "desired_version": "local", "in_sync": True}
     meta = client.get("/metadata").json()
     assert meta["classes"] == loaded.classes and meta["modalities"] == ["text", "image", "audio"]
     assert meta["name"] == "tiny" and meta["version"] == "local" and meta["auth"] == "none"
@@ -170,9 +170,9 @@ def test_internal_errors_hide_details(served_model_dir, monkeypatch):
 
 def test_settings_from_env(monkeypatch):
     monkeypatch.setenv("MMOPS_SERVE_MAX_BODY_BYTES", "1234")
-    monkeypatch.setenv("MMOPS_SERVE_MODEL_THREAD", "true")
+    monkeypatch.setenv("MMOPS_SERVE_REQUEST_TIMEOUT_S", "2.5")
     s = ServeSettings.from_env(max_wait_ms=2, alias=None)
-    assert s.max_body_bytes == 1234 and s.model_thread is True and s.max_wait_ms == 2 and s.alias == "champion"
+    assert s.max_body_bytes == 1234 and s.request_timeout_s == 2.5 and s.max_wait_ms == 2 and s.alias == "champion"
     assert "token" not in repr(ServeSettings(token="x"))
 
 
@@ -182,3 +182,44 @@ def test_json_is_parsed_once_per_request(client):
     r = client.post("/predict", content=json.dumps({"instances": [{"text": t} for t in texts]}),
                     headers={"Content-Type": "application/json"})
     assert r.status_code == 200 and len(r.json()["predictions"]) == 4
+
+
+def test_long_texts_and_deep_json_are_refused(client):
+    r = client.post("/predict", json={"instances": [{"text": "a@" * 50_001}]})
+    assert r.status_code == 422 and r.json()["detail"] == (
+        "instances[0].text: 100,002 characters, above the 100,000-character limit")
+    deep = b'{"instances":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    r = client.post("/predict", content=deep, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["detail"] == "body is nested too deeply"
+
+
+def test_concurrency_limit_and_timeout(served_model_dir, monkeypatch):
+    import threading
+    import time
+
+    import mmops.serve.app as app_module
+
+    release = threading.Event()
+    original = app_module.predict_rows
+
+    def slow(served, rows):
+        release.wait(10)
+        return original(served, rows)
+
+    monkeypatch.setattr(app_module, "predict_rows", slow)
+    settings = ServeSettings(poll_interval_s=0, token="", max_concurrent_requests=1, request_timeout_s=0.5)
+    with TestClient(create_app(settings, LocalDirSource(served_model_dir))) as c:
+        body = {"instances": [{"text": "odd"}]}
+        results = {}
+        first = threading.Thread(target=lambda: results.update(first=c.post("/predict", json=body)))
+        first.start()
+        time.sleep(0.2)  # the first request is in the model call
+        started = time.perf_counter()
+        health = c.get("/health")
+        assert health.status_code == 200 and time.perf_counter() - started < 0.1  # the loop is free
+        r = c.post("/predict", json=body)
+        assert r.status_code == 503 and "limit 1" in r.json()["detail"]
+        first.join(5)
+        assert results["first"].status_code == 504 and "within 0.5 s" in results["first"].json()["detail"]
+        release.set()
+        assert c.post("/predict", json=body).status_code == 200

@@ -1,4 +1,4 @@
-"""MicroBatcher with a fake model: gathering, limits, error isolation, both execution modes."""
+"""MicroBatcher with a fake model: gathering, limits, error isolation, calls off the event loop."""
 
 import asyncio
 import threading
@@ -29,12 +29,11 @@ def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 30))
 
 
-@pytest.mark.parametrize("model_thread", [False, True])
-def test_concurrent_requests_share_one_call(model_thread):
+def test_concurrent_requests_share_one_call():
     model = FakeModel()
 
     async def main():
-        b = MicroBatcher(model, max_batch_size=64, max_wait_ms=200, model_thread=model_thread)
+        b = MicroBatcher(model, max_batch_size=64, max_wait_ms=200)
         await b.start()
         b._recent.append(2)  # concurrent traffic seen: the batcher waits for more
         try:
@@ -46,7 +45,33 @@ def test_concurrent_requests_share_one_call(model_thread):
     results = run(main())
     assert results == [[i * 10, (i + 100) * 10] for i in range(8)]
     assert len(model.calls) == 1 and len(model.calls[0]) == 16
-    assert (model.threads == {"MainThread"}) is (not model_thread)
+    assert len(model.threads) == 1 and "MainThread" not in model.threads  # one model thread, not the loop's
+
+
+def test_the_event_loop_runs_during_a_model_call():
+    """A slow model call does not block the loop: a concurrent task keeps ticking."""
+    model = FakeModel(delay=0.5)
+
+    async def main():
+        b = MicroBatcher(model, max_batch_size=1, max_wait_ms=0)
+        await b.start()
+        ticks = 0
+
+        async def tick():
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.ensure_future(tick())
+        try:
+            assert await b.submit([1]) == [10]
+        finally:
+            ticker.cancel()
+            await b.stop()
+        return ticks
+
+    assert run(main()) >= 20  # ~50 ticks of 10 ms during the 0.5 s call
 
 
 def test_max_batch_size_is_respected_and_requests_never_split():
@@ -125,7 +150,7 @@ def test_overload_and_shutdown():
     model = FakeModel(delay=0.3)
 
     async def main():
-        b = MicroBatcher(model, max_batch_size=1, max_wait_ms=0, max_queue_rows=2, model_thread=True)
+        b = MicroBatcher(model, max_batch_size=1, max_wait_ms=0, max_queue_rows=2)
         await b.start()
         first = asyncio.ensure_future(b.submit([1]))
         await asyncio.sleep(0.05)  # first is in the model; the queue is empty again

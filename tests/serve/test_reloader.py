@@ -99,7 +99,7 @@ def test_in_flight_batch_finishes_on_the_old_model(monkeypatch):
         return [served.version for _ in rows]
 
     async def main():
-        b = MicroBatcher(run_batch, max_batch_size=4, max_wait_ms=0, model_thread=True)
+        b = MicroBatcher(run_batch, max_batch_size=4, max_wait_ms=0)
         await b.start()
         try:
             first = asyncio.ensure_future(b.submit(["a", "b"]))

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 
 import numpy as np
 import pytest
+import soundfile as sf
 from PIL import Image
+
+from datagen import hostile
+from mmops.config.validate import ValidateConfig
+from mmops.validate.files import check_file
 
 
 # --------------------------------------------------------------------------- paths
@@ -147,6 +153,42 @@ def test_audio_too_long(dataset, kit, check):
 def test_audio_sample_rate_out_of_bounds(dataset, kit, check):
     kit.write_wav(dataset / "audio" / "s017.wav", seed=17, sr=4000)
     kit.assert_fails(check(dataset), "audio_sample_rate", "s017", "audio", "4000 Hz")
+
+
+HOSTILE = {  # file name: (bytes, column, rule, words in the message)
+    "huge.png": (lambda: hostile.png_header(60000, 60000), "image", "image_size", "3600000000 pixels"),
+    "wide.png": (lambda: hostile.png_header(40000, 8), "image", "image_size", "40000x8"),
+    "odd-rate-long.wav": (lambda: hostile.wav(16001, 16001 * 61), "audio", "audio_duration", "61.000 s (from the header)"),
+    "many-channels.wav": (lambda: hostile.wav(44100, 4410, channels=16), "audio", "audio_decodes", "16 channels"),
+    "hi-rate.wav": (lambda: hostile.wav(192000, 19200, channels=16), "audio", "audio_sample_rate", "192000 Hz"),
+    "many-channels.flac": (lambda: hostile.flac(192000, 40.0, 8), "audio", "audio_sample_rate", "192000 Hz"),
+    "long.flac": (lambda: hostile.flac(48000, 40.0, 8), "audio", "audio_duration", "40.000 s (from the header)"),
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_files_are_refused_from_the_header(dataset, kit, check, monkeypatch, name):
+    make, column, rule, needle = HOSTILE[name]
+    path = dataset / ("images" if column == "image" else "audio") / name
+    path.write_bytes(make())
+    kit.set_cell(dataset, "s007", column, str(path.relative_to(dataset)))
+    with monkeypatch.context() as m:  # this file alone: refused from its header, nothing decoded
+        m.setattr(sf.SoundFile, "read", lambda *a, **k: pytest.fail("decoded"))
+        m.setattr(Image.Image, "load", lambda *a, **k: pytest.fail("decoded"))
+        started = time.perf_counter()
+        result = check_file(path, name, column, ValidateConfig())
+        assert time.perf_counter() - started < 1.0
+    assert any(r == rule and needle in detail for r, detail in result.problems), result.problems
+    kit.assert_fails(check(dataset), rule, "s007", column, needle)
+
+
+def test_odd_rates_within_bounds_decode_fast(dataset, kit, check):
+    """16,001 and 47,999 Hz are admitted (8-48 kHz); their decode is bounded all the same."""
+    for sample, rate in (("s007", 16001), ("s008", 47999)):
+        (dataset / "audio" / f"{sample}.wav").write_bytes(hostile.wav(rate, rate * 29))
+    started = time.perf_counter()
+    assert check(dataset).passed
+    assert time.perf_counter() - started < 5.0
 
 
 # --------------------------------------------------------------------------- leakage
