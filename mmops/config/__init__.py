@@ -41,7 +41,7 @@ class TextFeatures(Strict):
     )
     max_length_cap: int = Field(256, ge=4, le=4096, description="upper bound for auto (frozen-encoder cost grows with it)")
     truncation: Literal["head", "tail"] = Field("head", description="which end a text longer than max_length keeps")
-    scrub_pii: bool = Field(False, description="replace e-mail addresses and phone numbers before tokenizing")
+    scrub_pii: bool = Field(False, description="replace e-mails, phone, card and IBAN numbers, IP addresses before tokenizing")
 
     def resolved_max_length(self) -> int:
         return self.max_length if self.max_length != AUTO else 32

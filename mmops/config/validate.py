@@ -30,6 +30,9 @@ TABLE_RULES: dict[str, Severity] = {
     "min_samples_per_class_split": "error",
     "class_balance": "error",
     "class_balance_mild": "warning",
+    # a heuristic with false positives (a Luhn-valid order number, a version number that reads as
+    # an IP): a warning by default; `error` refuses data that must hold none, `off` skips the scan
+    "pii": "warning",
 }
 
 # Rules on the media files the manifest names.
@@ -89,6 +92,11 @@ class ValidateConfig(BaseModel):
     audio_max_duration_s: float = Field(30.0, gt=0)
     workers: int = Field(4, ge=1, le=256, description="threads for the file checks (decode is mostly GIL-bound)")
     max_ids: int = Field(10, ge=1, description="sample ids listed per failed rule")
+    pii_columns: list[str] | None = Field(
+        None,
+        description="columns the pii rule scans for e-mails, phones, cards, IBANs and IP addresses; null: "
+        "every column but split, image and audio (a split name and media paths)",
+    )
 
     @field_validator("severity", mode="before")
     @classmethod

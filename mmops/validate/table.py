@@ -1,16 +1,19 @@
-"""Manifest and table rules: reading the manifest, then a Great Expectations suite plus pandas aggregates."""
+"""Manifest and table rules: reading the manifest, then a Great Expectations suite, pandas aggregates
+and a PII count (mmops.data.pii)."""
 
 from __future__ import annotations
 
 import io
 import logging
 import time
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 
 from mmops.config.validate import ValidateConfig
 from mmops.data.manifest import ALL_SPLITS, SPLITS, manifest_path, read_manifest
+from mmops.data.pii import KINDS, find_pii
 from mmops.validate.report import Findings
 
 MODALITIES = ("text", "image", "audio")
@@ -277,6 +280,51 @@ def check_aggregates(df: pd.DataFrame, classes: list[str] | None, cfg: ValidateC
         findings.item("class_balance_mild", "label", f"{text} is below {cfg.class_balance_warn_ratio}")
 
 
+# --------------------------------------------------------------------------- PII
+
+NOT_FREE_TEXT = ("split", "image", "audio")  # a split name and media paths: not scanned for PII by default
+
+
+def check_pii(df: pd.DataFrame, cfg: ValidateConfig, findings: Findings) -> None:
+    """Count e-mails, phones, cards, IBANs and IP addresses per column and sample, never quoting
+    them: a report names the sample (or its row, when the sample id itself holds PII), the column,
+    the kinds and their counts."""
+    if not findings.enabled("pii"):
+        findings.ran("pii")  # recorded as off
+        return
+    wanted = cfg.pii_columns if cfg.pii_columns is not None else [c for c in df.columns if c not in NOT_FREE_TEXT]
+    absent = [c for c in wanted if c not in df.columns]
+    if absent:
+        findings.notes.append(f"pii: column(s) {', '.join(absent)} not in the manifest, not scanned")
+    columns = [c for c in wanted if c in df.columns]
+    if not columns:
+        findings.skip(["pii"], "no column to scan for PII")
+        return
+    findings.ran("pii")
+    ids = idents(df)
+    for col in columns:
+        values = df[col].astype(str)
+        totals: Counter[str] = Counter()
+        hits = 0
+        for i, value in enumerate(values):
+            found = find_pii(value)
+            if not found:
+                continue
+            hits += 1
+            totals += found
+            who = f"row {i + 1}" if find_pii(ids[i]) else ids[i]
+            findings.row("pii", col, i, who, _counts(found))
+        if hits:
+            fix = "features.text.scrub_pii: true replaces them before training and serving; " if col == "text" else ""
+            findings.notes.append(f"pii: column '{col}' holds {_counts(totals)} in {hits} of {len(df)} samples "
+                                  f"(values not shown); {fix}validate.severity.pii: error refuses such data")
+
+
+def _counts(found: Counter[str]) -> str:
+    """'2 email, 1 phone': kinds and counts, never the values."""
+    return ", ".join(f"{found[k]} {k}" for k in KINDS if found[k])
+
+
 def check_table(df: pd.DataFrame, classes: list[str] | None, cfg: ValidateConfig, findings: Findings) -> dict[str, float]:
     """All table rules; returns timings."""
     t0 = time.perf_counter()
@@ -286,4 +334,6 @@ def check_table(df: pd.DataFrame, classes: list[str] | None, cfg: ValidateConfig
     t2 = time.perf_counter()
     check_aggregates(df, classes, cfg, findings)
     t3 = time.perf_counter()
-    return {"ge_import": t1 - t0, "table_ge": t2 - t1, "table_pandas": t3 - t2}
+    check_pii(df, cfg, findings)
+    t4 = time.perf_counter()
+    return {"ge_import": t1 - t0, "table_ge": t2 - t1, "table_pandas": t3 - t2, "table_pii": t4 - t3}

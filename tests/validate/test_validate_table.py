@@ -183,3 +183,61 @@ def test_mild_class_imbalance_is_a_warning(dataset, kit, check):
     assert "class_balance_mild" in report.summary()
     report = check(dataset, severity={"class_balance_mild": "error"})
     kit.assert_fails(report, "class_balance_mild", "label")
+
+
+# --------------------------------------------------------------------------- PII
+
+
+def _pii_dataset(root, n: int = 60):
+    """Unlike the demo: string labels, text only (no media columns), long texts, a metadata column;
+    PII in a few texts, in a note and in one sample id."""
+    root.mkdir(parents=True)
+    filler = "a long description of the scene, with numbers like 3, 42 and 2024 that are not PII. " * 60
+    rows = [{"sample_id": f"item-{i:04d}", "label": ["cat", "dog", "bird"][i % 3],
+             "text": f"{filler} item {i}", "note": ""} for i in range(n)]
+    rows[3]["text"] += " write to jane.doe@example.org or bob@example.com"
+    rows[7]["text"] += " card 4111 1111 1111 1111, IBAN GB82 WEST 1234 5698 7654 32"
+    rows[11]["text"] = "served from 203.0.113.7 and 2001:db8::8a2e:370:7334"
+    rows[20]["note"] = "call +44 20 7946 0958"
+    rows[30]["sample_id"] = "max.mustermann@example.de"
+    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
+    return root
+
+
+PII_VALUES = ["jane.doe@example.org", "bob@example.com", "4111 1111 1111 1111", "GB82 WEST", "203.0.113.7",
+              "2001:db8", "7946 0958", "max.mustermann"]
+
+
+def test_pii_is_counted_per_column_and_sample_and_never_quoted(tmp_path):
+    from mmops.validate import ValidateConfig, to_markdown, validate_dataset
+
+    report = validate_dataset(_pii_dataset(tmp_path / "pii"), None, ValidateConfig())
+    assert report.passed, report.summary()  # a warning by default
+    pii = {f.column: f for f in report.failures if f.rule == "pii"}
+    assert set(pii) == {"sample_id", "text", "note"} and {f.severity for f in pii.values()} == {"warning"}
+    assert pii["text"].sample_ids == ["item-0003", "item-0007", "item-0011"]
+    assert pii["text"].details == ["item-0003: 2 email", "item-0007: 1 iban, 1 card", "item-0011: 2 ip"]
+    assert pii["note"].details == ["item-0020: 1 phone"]
+    assert pii["sample_id"].details == ["row 31: 1 email"]  # an id holding PII is named by its row
+    assert any("column 'text' holds 2 email, 1 iban, 1 card, 2 ip in 3 of 60 samples" in n for n in report.notes)
+    assert report.timings["table_pii"] < 5
+    shown = report.model_dump_json() + to_markdown(report) + report.summary()
+    assert not [v for v in PII_VALUES if v in shown]
+
+
+def test_pii_severity_and_columns_are_configurable(tmp_path, kit):
+    from mmops.validate import ValidateConfig, validate_dataset
+
+    root = _pii_dataset(tmp_path / "pii")
+    report = validate_dataset(root, None, ValidateConfig(severity={"pii": "error"}))
+    kit.assert_fails(report, "pii", "column 'text'", "item-0007: 1 iban, 1 card")
+
+    report = validate_dataset(root, None, ValidateConfig(severity={"pii": "off"}))
+    assert report.rules["pii"] == "off" and not [f for f in report.failures if f.rule == "pii"]
+
+    report = validate_dataset(root, None, ValidateConfig(pii_columns=["note", "comment"]))
+    assert {f.column for f in report.failures if f.rule == "pii"} == {"note"}
+    assert any("comment not in the manifest" in n for n in report.notes)
+
+    report = validate_dataset(root, None, ValidateConfig(pii_columns=["comment"]))
+    assert report.rules["pii"] == "skipped"
