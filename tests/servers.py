@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import ipaddress
 import os
+import secrets
 import socket
+import ssl
 import subprocess
 import sys
+import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,14 +26,24 @@ def free_port() -> int:
 
 
 @contextmanager
-def running(cmd: list[str], health_url: str, log: Path, env: dict | None = None, timeout: float = 120):
-    """Run `cmd` in its own process group until the block ends; then stop it by PID."""
+def running(cmd: list[str], health_url: str, log: Path, env: dict | None = None, timeout: float = 120,
+            cafile: Path | None = None):
+    """Run `cmd` in its own process group until the block ends; then stop it by PID.
+
+    `cafile`: the certificate an https `health_url` is checked against (e.g. a self-signed one).
+    """
     with open(log, "w") as out:
         proc = subprocess.Popen(
             cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, start_new_session=True
         )
     try:
-        wait_healthy(health_url, proc, timeout, log)
+        if cafile:  # wait_healthy uses urlopen, which takes the installed opener
+            context = ssl.create_default_context(cafile=str(cafile))
+            urllib.request.install_opener(urllib.request.build_opener(urllib.request.HTTPSHandler(context=context)))
+        try:
+            wait_healthy(health_url, proc, timeout, log)
+        finally:
+            urllib.request.install_opener(None)
         yield proc
     finally:
         stop_group(proc, timeout=20)
@@ -80,3 +95,64 @@ def mlflow_tracking(uri: str):
         else:
             os.environ["MLFLOW_TRACKING_URI"] = old
         mlflow.set_tracking_uri(None)
+
+
+MLFLOW_ADMIN = "mmops-admin"
+
+
+@contextmanager
+def mlflow_auth_server(root: Path, admin_password: str, default_permission: str = "NO_PERMISSIONS"):
+    """A real `mlflow server --app-name basic-auth` on 127.0.0.1 with its own auth ini; yields the URI.
+
+    SQLite tracking and auth stores in `root`; the admin password and CSRF key go by environment
+    only (no secret in argv or in the ini). The caller points clients at the URI.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    ini = root / "basic_auth.ini"
+    ini.write_text(
+        f"[mlflow]\ndefault_permission = {default_permission}\ndatabase_uri = sqlite:///{root / 'auth.db'}\n"
+        f"admin_username = {MLFLOW_ADMIN}\n"
+        # each request otherwise re-hashes the password (PBKDF2): ~1 s on a busy test machine
+        "auth_cache_ttl_seconds = 60\n"
+    )
+    port = free_port()
+    cmd = [
+        str(BIN / "mlflow"), "server", "--app-name", "basic-auth", "--backend-store-uri",
+        f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", (root / "artifacts").as_uri(),
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]
+    env = {
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        "MLFLOW_AUTH_CONFIG_PATH": str(ini),
+        "MLFLOW_AUTH_ADMIN_PASSWORD": admin_password,
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
+    }
+    uri = f"http://127.0.0.1:{port}"
+    with running(cmd, f"{uri}/health", root / "server.log", env, timeout=180) as proc:
+        yield uri, proc
+
+
+def self_signed_cert(folder: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A one-day self-signed certificate for `host` (an IP SAN) and its key, as PEM files in `folder`."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path

@@ -16,7 +16,8 @@ ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 # What the scaled-out services need beside the library: S3 for MLflow artifacts and for DVC,
 # and Prefect's Kubernetes worker. (The PostgreSQL driver comes with mmops itself.)
-ARG SERVER_PIP="boto3>=1.34,<2 dvc-s3>=3.2,<4 prefect-kubernetes>=0.8,<0.9"
+# mlflow[auth]: Flask-WTF for the MLflow basic-auth app (`mlflow server --app-name basic-auth`).
+ARG SERVER_PIP="boto3>=1.34,<2 dvc-s3>=3.2,<4 prefect-kubernetes>=0.8,<0.9 mlflow[auth]>=3.17,<4"
 
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -45,11 +46,13 @@ RUN if ! python -c "import torchaudio" 2>/dev/null \
       && python -c "import sys, torch; sys.exit(torch.version.cuda is not None)"; then \
       rm -f "$(python -c 'import importlib.util, os; print(os.path.dirname(importlib.util.find_spec("torchaudio").origin))')"/lib/*.so; \
     fi \
- && python -c "import torchaudio, mmops.cli, flows.retrain, psycopg2, boto3"
+ && python -c "import torchaudio, mmops.cli, flows.retrain, psycopg2, boto3, flask_wtf"
 
 # Stages write relative paths (data/, artifacts/, reports/, .mmops/): they land in /workspace,
 # a volume in compose and a PersistentVolumeClaim in Kubernetes.
-RUN useradd --create-home --uid 10001 mmops && mkdir -p /workspace && chown mmops /workspace
+# /var/lib/mlflow-auth: the MLflow user store's volume (a new volume takes this owner).
+RUN useradd --create-home --uid 10001 mmops && mkdir -p /workspace /var/lib/mlflow-auth \
+ && chown mmops /workspace /var/lib/mlflow-auth
 USER 10001
 WORKDIR /workspace
 

@@ -9,6 +9,8 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from mmops.atomic import atomic_path
+
 console = Console(stderr=True)
 
 
@@ -34,20 +36,27 @@ def serve_command(
     max_body_bytes: Annotated[Optional[int], typer.Option(help="request body cap in bytes [8 MiB]")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
     access_log: Annotated[bool, typer.Option(help="log every request")] = False,
+    ssl_certfile: Annotated[Optional[Path], typer.Option(help="TLS certificate chain (PEM): serve HTTPS only")] = None,
+    ssl_keyfile: Annotated[Optional[Path], typer.Option(help="TLS private key (PEM) of --ssl-certfile")] = None,
+    insecure_no_auth: Annotated[
+        bool, typer.Option("--insecure-no-auth", help="allow a non-loopback --host without MMOPS_SERVE_TOKEN")
+    ] = False,
     params: Annotated[Path, typer.Option("--params", "-p", help="params file (for the default model name)")] = Path(
         "params.yaml"
     ),
 ) -> None:
-    """Serve `models:/NAME@ALIAS` over HTTP (/predict, /health, /metadata, /metrics), hot-reloading it.
+    """Serve `models:/NAME@ALIAS` over HTTP(S) (/predict, /health, /metadata, /metrics), hot-reloading it.
 
-    Limits also come from env MMOPS_SERVE_* (e.g. MMOPS_SERVE_MAX_BODY_BYTES); set
-    MMOPS_SERVE_TOKEN to require `Authorization: Bearer <token>`. MLflow: MLFLOW_TRACKING_URI.
+    Limits also come from env MMOPS_SERVE_* (e.g. MMOPS_SERVE_MAX_BODY_BYTES); MMOPS_SERVE_TOKEN
+    (32+ characters) requires `Authorization: Bearer <token>` and is needed to bind anything but
+    loopback. MLflow: MLFLOW_TRACKING_URI (and MLFLOW_TRACKING_USERNAME/PASSWORD with basic auth).
     """
     from mlflow.exceptions import MlflowException
     from pydantic import ValidationError
 
     from mmops.env import configure_tool_env
     from mmops.serve.app import serve
+    from mmops.serve.auth import InsecureConfig, check_bind, check_tls
     from mmops.serve.reloader import RegistrySource
     from mmops.serve.settings import ServeSettings
 
@@ -59,14 +68,23 @@ def serve_command(
         )
     except ValidationError as err:
         _fail(f"invalid serve settings: {err}", 2)
+    certfile, keyfile = (str(f) if f else None for f in (ssl_certfile, ssl_keyfile))
+    try:  # before the (slow) model resolution: a refused set-up should fail at once
+        check_bind(host, settings.token, insecure_no_auth)
+        check_tls(certfile, keyfile)
+    except InsecureConfig as err:
+        _fail(str(err), 2)
     source = RegistrySource(settings.model_name, settings.alias)
     try:
         version = source.current_version()
     except MlflowException as err:
         _fail(f"cannot resolve models:/{settings.model_name}@{settings.alias} in {source.tracking_uri}: "
               f"{str(err).splitlines()[0]}")
-    console.print(f"serving models:/{settings.model_name}@{settings.alias} (v{version}) on http://{host}:{port}")
-    serve(settings, host=host, port=port, log_level=log_level, access_log=access_log, source=source)
+    scheme = "https" if certfile else "http"
+    console.print(f"serving models:/{settings.model_name}@{settings.alias} (v{version}) on {scheme}://{host}:{port}"
+                  + ("" if settings.token else " without a token"))
+    serve(settings, host=host, port=port, log_level=log_level, access_log=access_log, source=source,
+          ssl_certfile=certfile, ssl_keyfile=keyfile)
 
 
 def predict_command(
@@ -109,7 +127,8 @@ def predict_command(
     except FileNotFoundError as err:
         _fail(str(err))
     out.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out, index=False)
+    with atomic_path(out) as tmp:
+        frame.to_csv(tmp, index=False)
     console.print(f"{len(frame)} predictions from {uri} written to {out}")
 
 

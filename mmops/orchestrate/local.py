@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -74,7 +75,7 @@ def run_scheduler(
     stop_after: float | None = None,
 ) -> None:
     """Start server (if needed), pool, deployments and worker; block until interrupted."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
     from mmops.params_file import load_params
 
@@ -84,16 +85,20 @@ def run_scheduler(
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
     with ExitStack() as stack:
         api = os.environ.get("PREFECT_API_URL") or None
+        auth = os.environ.get("PREFECT_API_AUTH_STRING", "")  # the clients' credentials
         if api is None:
-            api = f"http://{host}:{port}/api"
+            # our own server wants an auth string: the given one, else a fresh one only the processes
+            # started here know (set PREFECT_API_AUTH_STRING to use the API from elsewhere)
+            api, auth = f"http://{host}:{port}/api", auth or f"mmops:{secrets.token_urlsafe(32)}"
             argv, env = command("prefect-server", host=host, port=str(port))
+            env = {**env, "PREFECT_SERVER_API_AUTH_STRING": auth}
             server = stack.enter_context(started("prefect server", argv, env, log_dir / "prefect-server.log"))
             wait_healthy(f"{api}/health", server, timeout=180, log=log_dir / "prefect-server.log")
-        env = {"PREFECT_API_URL": api}
+        env = {"PREFECT_API_URL": api, **({"PREFECT_API_AUTH_STRING": auth} if auth else {})}
         argv, pool_env = command("prefect-work-pool", pool=pool, type="process", template=str(PROCESS_TEMPLATE))
         subprocess.run(argv, env={**os.environ, **pool_env, **env}, check=True, stdout=subprocess.DEVNULL)
         _log(f"work pool {pool} (process) ready")
-        with temporary_settings(updates={PREFECT_API_URL: api}):
+        with temporary_settings(updates={PREFECT_API_URL: api, PREFECT_API_AUTH_STRING: auth or None}):
             from mmops.orchestrate.deploy import deploy
 
             for name, deployment_id in deploy(params_path, overrides, data_dir, working_dir=str(Path.cwd())).items():

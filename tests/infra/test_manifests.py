@@ -161,7 +161,9 @@ def test_env_example_names_exactly_the_variables_compose_uses():
 
 # service -> (command in commands.yaml, placeholder values the service must use)
 COMPOSE_COMMANDS = {
+    "check-secrets": ("check-secrets", {}),
     "mlflow": ("mlflow-server", {"host": "0.0.0.0", "port": "5000"}),
+    "mlflow-users": ("mlflow-users", {"script": "/opt/mmops/infra/mlflow/users.py", "users": "mmops-pipeline,mmops-serve"}),
     "prefect-server": ("prefect-server", {"host": "0.0.0.0", "port": "4200"}),
     "prefect-pool": ("prefect-work-pool", {"pool": "mmops-process", "type": "process"}),
     "prefect-deploy": ("prefect-deploy", {"deployment": "retrain-process"}),
@@ -190,7 +192,7 @@ def test_compose_mlflow_uses_postgres_and_s3(compose):
     mlflow = services["mlflow"]
     values = match("mlflow-server", mlflow["command"])
     pg = services["postgres"]["environment"]
-    assert values["backend_store_uri"] == (
+    assert mlflow["environment"]["MLFLOW_BACKEND_STORE_URI"] == (
         f"postgresql+psycopg2://{pg['POSTGRES_USER']}:{pg['POSTGRES_PASSWORD']}@postgres:5432/{pg['POSTGRES_DB']}"
     )
     bucket = services["minio-init"]["environment"]["MLFLOW_BUCKET"]
@@ -207,11 +209,82 @@ def test_compose_mlflow_uses_postgres_and_s3(compose):
 def test_compose_clients_are_wired_to_the_services(compose):
     services = compose["services"]
     for name in ("prefect-worker", "prefect-worker-gpu", "serve"):
-        environment = services[name]["environment"]
-        assert environment["MLFLOW_TRACKING_URI"] == "http://mlflow:5000", name
-        assert environment["PREFECT_API_URL"] == "http://prefect-server:4200/api", name
-    for name in ("prefect-pool", "prefect-deploy"):
+        assert services[name]["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000", name
+    for name in ("prefect-worker", "prefect-worker-gpu", "prefect-pool", "prefect-deploy"):
         assert services[name]["environment"]["PREFECT_API_URL"] == "http://prefect-server:4200/api", name
+
+
+# ---------------------------------------------------------------------------------------------
+# security in compose
+
+
+def test_compose_publishes_ports_on_loopback_only_by_default(compose):
+    published = [(name, str(p)) for name, spec in compose["services"].items() for p in spec.get("ports", [])]
+    assert {name for name, _ in published} == {"minio", "mlflow", "prefect-server", "serve"}
+    for name, port in published:
+        assert port.startswith("127.0.0.1:") and port.count(":") == 2, f"{name} publishes {port}"
+    raw = [str(p) for spec in _compose_raw()["services"].values() for p in spec.get("ports", [])]
+    assert all(p.startswith("${MMOPS_BIND:-127.0.0.1}:") for p in raw), raw  # one switch to expose them
+
+
+def test_every_compose_server_authenticates_its_clients(compose):
+    services = compose["services"]
+    mlflow = services["mlflow"]["environment"]
+    assert match("mlflow-server", services["mlflow"]["command"]) is not None
+    assert services["mlflow"]["command"][2:4] == ["--app-name", "basic-auth"]
+    ini = _in_image(mlflow["MLFLOW_AUTH_CONFIG_PATH"]).read_text()
+    assert "admin_password" not in ini.replace("# admin_password", "") and mlflow["MLFLOW_AUTH_ADMIN_PASSWORD"]
+    user_store = re.search(r"(?m)^database_uri = sqlite:///(/\S+)/basic_auth.db$", ini).group(1)
+    assert f"mlflow-auth:{user_store}" in services["mlflow"]["volumes"]
+    users = match("mlflow-users", services["mlflow-users"]["command"])["users"].split(",")
+    assert _in_image(services["mlflow-users"]["command"][1]).is_file()
+    for user in users:  # each user's password reaches the users script
+        assert services["mlflow-users"]["environment"][f"MLFLOW_PASSWORD_{user.upper().replace('-', '_')}"]
+
+    auth_string = services["prefect-server"]["environment"]["PREFECT_SERVER_API_AUTH_STRING"]
+    assert auth_string.startswith("mmops:") and len(auth_string) > len("mmops:")
+    for name, spec in services.items():
+        environment = spec.get("environment", {})
+        if "PREFECT_API_URL" in environment:
+            assert environment["PREFECT_API_AUTH_STRING"] == auth_string, name
+        if "MLFLOW_TRACKING_URI" in environment:
+            assert environment["MLFLOW_TRACKING_USERNAME"] in {"admin", *users}, name
+            assert environment["MLFLOW_TRACKING_PASSWORD"], name
+
+    serve = services["serve"]["environment"]
+    assert serve["MMOPS_SERVE_TOKEN"] and serve["MLFLOW_TRACKING_USERNAME"] == "mmops-serve"
+    assert not {k for k in serve if k.startswith(("AWS_", "PREFECT_"))}, "serving holds no storage or Prefect keys"
+
+
+def test_compose_secrets_are_checked_at_start_and_never_in_argv(compose):
+    from mmops.serve.auth import check_env_secrets
+
+    services = compose["services"]
+    checker = services["check-secrets"]
+    names = match("check-secrets", checker["command"])["names"].split(",")
+    secret_vars = {m.group(2) for m in _VAR.finditer((INFRA / "compose.yaml").read_text())
+                   if m.group(2) and re.search(r"PASSWORD|SECRET|TOKEN", m.group(2))}
+    assert secret_vars <= set(names), f"not checked at start: {sorted(secret_vars - set(names))}"
+    assert set(names) == set(checker["environment"])
+    for name, spec in services.items():  # everything else waits for the check, directly or not
+        if name != "check-secrets" and not spec.get("depends_on"):
+            pytest.fail(f"{name} starts without waiting for check-secrets")
+    for name in ("postgres", "minio"):
+        assert services[name]["depends_on"]["check-secrets"]["condition"] == "service_completed_successfully"
+    # .env.example holds placeholders only: a stack started from it unchanged refuses to start
+    example = _env_file(INFRA / ".env.example")
+    with pytest.MonkeyPatch.context() as mp:
+        for name in names:
+            mp.setenv(name, example[name])
+        assert len(check_env_secrets(names)) == len(names)
+
+    secret_values = {v for n, v in example.items() if n in names}
+    doc = interpolate(_compose_raw(), example, set())
+    for name, spec in doc["services"].items():
+        argv = spec.get("command", []) + spec.get("entrypoint", [])
+        argv = argv if isinstance(argv, list) else [argv]
+        leaked = [v for v in secret_values if any(v in str(a) for a in argv)]
+        assert not leaked, f"{name}: a secret in its command line"
 
 
 def test_compose_prefect_pool_and_deployment_files_exist(compose):
@@ -274,6 +347,7 @@ def test_kustomization_lists_every_top_level_manifest():
 
 # (kind, name, container) -> (command in commands.yaml, placeholder values it must use)
 K8S_COMMANDS = {
+    ("Job", "mlflow-users-", "mlflow-users"): ("mlflow-users", {"users": "mmops-pipeline,mmops-serve"}),
     ("Deployment", "mlflow", "mlflow"): ("mlflow-server", {"host": "0.0.0.0", "port": "5000"}),
     ("Deployment", "prefect-server", "prefect-server"): ("prefect-server", {"host": "0.0.0.0", "port": "4200"}),
     ("Deployment", "prefect-worker", "work-pool"): ("prefect-work-pool", {"pool": "mmops-k8s", "type": "kubernetes"}),
@@ -334,12 +408,19 @@ def test_k8s_training_job_requests_the_gpus_it_starts():
     assert {m["mountPath"] for m in train["volumeMounts"]} >= {"/workspace", "/dev/shm"}
 
 
+def _readme_secrets() -> dict[str, dict[str, str]]:
+    """Secret name -> {key: value} as infra/README.md's `kubectl create secret` commands create them."""
+    readme = (INFRA / "README.md").read_text()
+    found = {}
+    for m in re.finditer(r"kubectl -n mmops create secret generic ([\w-]+)((?:.*\\\n)*.*)", readme):
+        found[m.group(1)] = dict(re.findall(r"--from-literal=(\w+)='([^']*)'", m.group(2)))
+    return found
+
+
 def test_k8s_config_and_secret_keys_exist():
     config = _k8s("ConfigMap", "mmops-config")["data"]
-    readme = (INFRA / "README.md").read_text()
-    secret_command = re.search(r"kubectl -n mmops create secret generic mmops-secrets(?:.*\\\n)*.*", readme)
-    assert secret_command, "infra/README.md shows how to create the Secret"
-    secret_keys = set(re.findall(r"--from-literal=(\w+)=", secret_command.group(0)))
+    secrets = _readme_secrets()
+    assert set(secrets) == {"mmops-secrets", "mmops-pipeline", "mmops-serve"}, "infra/README.md creates the Secrets"
     for _, doc in _k8s_docs():
         if doc["kind"] not in ("Deployment", "Job"):
             continue
@@ -349,10 +430,113 @@ def test_k8s_config_and_secret_keys_exist():
                 if "configMapKeyRef" in ref:
                     assert ref["configMapKeyRef"]["key"] in config, e
                 if "secretKeyRef" in ref:
-                    assert ref["secretKeyRef"]["name"] == "mmops-secrets"
-                    assert ref["secretKeyRef"]["key"] in secret_keys, f"{e} is not created in infra/README.md"
+                    keys = secrets.get(ref["secretKeyRef"]["name"], {})
+                    assert ref["secretKeyRef"]["key"] in keys, f"{e} is not created in infra/README.md"
             for ref in c.get("envFrom", []):
-                assert ref == {"configMapRef": {"name": "mmops-config"}}
+                assert ref in ({"configMapRef": {"name": "mmops-config"}}, {"secretRef": {"name": "mmops-pipeline"}})
+
+
+def test_k8s_database_uris_verify_the_server_certificate():
+    secrets = _readme_secrets()["mmops-secrets"]
+    mounts = {}
+    for name in ("mlflow", "prefect-server"):
+        deployment = _k8s("Deployment", name)
+        volumes = {v["name"]: v for v in _pod(deployment)["volumes"]}
+        for m in _container(deployment, name)["volumeMounts"]:
+            if "configMap" in volumes[m["name"]]:
+                mounts[name] = (m["mountPath"], volumes[m["name"]]["configMap"]["name"])
+    for key, server in (("MLFLOW_BACKEND_STORE_URI", "mlflow"), ("PREFECT_API_DATABASE_CONNECTION_URL", "prefect-server")):
+        uri = secrets[key]
+        assert "sslmode=verify-full" in uri, key
+        root_cert = re.search(r"sslrootcert=([^&]+)", uri).group(1)
+        mount_path, config_map = mounts[server]
+        assert Path(root_cert).parent == Path(mount_path) and config_map == "mmops-db-ca", key
+    assert "kubectl -n mmops create configmap mmops-db-ca --from-file=ca.crt=" in (INFRA / "README.md").read_text()
+    config = _k8s("ConfigMap", "mmops-config")["data"]
+    assert config["MLFLOW_S3_ENDPOINT_URL"].startswith("https://")
+    assert json.loads(config["MLFLOW_S3_UPLOAD_EXTRA_ARGS"])["ServerSideEncryption"]
+
+
+def _all_containers(doc: dict) -> list[dict]:
+    pod = _pod(doc)
+    return pod.get("initContainers", []) + pod["containers"]
+
+
+def _workloads() -> list[tuple[str, dict]]:
+    """Every pod spec that runs: Deployments, Jobs and the flow-run Job the Prefect worker builds."""
+    found = [(f"{d['kind']} {d['metadata'].get('name', d['metadata'].get('generateName'))}", d)
+             for _, d in _k8s_docs() if d["kind"] in ("Deployment", "Job")]
+    template = _template(K8S / "prefect-base-job-template.json")
+    return found + [("flow-run Job", _flow_run_job(template, {}))]
+
+
+# the Jobs keep a writable root filesystem: torch / Hugging Face caches under $HOME
+WRITABLE_ROOT = {"Job mmops-train-", "flow-run Job"}
+
+
+def test_every_k8s_container_runs_restricted():
+    for name, doc in _workloads():
+        pod = _pod(doc)["securityContext"]
+        assert pod["runAsNonRoot"] is True and pod["runAsUser"] != 0, name
+        assert pod["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        for c in _all_containers(doc):
+            sc = c.get("securityContext", {})
+            assert sc.get("allowPrivilegeEscalation") is False, (name, c["name"])
+            assert sc.get("capabilities", {}).get("drop") == ["ALL"], (name, c["name"])
+            assert not sc.get("privileged"), (name, c["name"])
+            if name not in WRITABLE_ROOT:
+                assert sc.get("readOnlyRootFilesystem") is True, (name, c["name"])
+                assert "/tmp" in {m["mountPath"] for m in c.get("volumeMounts", [])}, (name, c["name"])
+
+
+def test_k8s_network_policies_deny_by_default_and_allow_the_needed_flows():
+    policies = {d["metadata"]["name"]: d["spec"] for _, d in _k8s_docs() if d["kind"] == "NetworkPolicy"}
+    deny = policies["default-deny"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+
+    def allowed_in(app: str) -> tuple[set, set]:
+        """(ports, client app names) the policies let into pods of `app`."""
+        ports, clients = set(), set()
+        for spec in policies.values():
+            if spec["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name") != app:
+                continue
+            for rule in spec.get("ingress", []):
+                ports |= {p["port"] for p in rule["ports"]}
+                for peer in rule.get("from", [{}]):
+                    exprs = peer.get("podSelector", {}).get("matchExpressions", [])
+                    clients |= {v for e in exprs for v in e["values"]} or {"*"}
+        return ports, clients
+
+    assert allowed_in("mlflow") == ({5000}, {"mmops-serve", "mmops-flow-run", "mmops-train", "mlflow-users"})
+    assert allowed_in("prefect-server") == ({4200}, {"prefect-worker", "mmops-flow-run"})
+    assert allowed_in("mmops-serve") == ({8080}, {"*"})
+    assert allowed_in("prefect-worker") == (set(), set())
+    # every workload's pods carry the label the policies select on
+    names = {doc["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] for _, doc in _workloads()}
+    assert names == {"mlflow", "prefect-server", "prefect-worker", "mmops-serve", "mmops-train", "mlflow-users",
+                     "mmops-flow-run"}
+
+
+def test_k8s_servers_authenticate_and_keep_secrets_out_of_argv():
+    mlflow = _container(_k8s("Deployment", "mlflow"), "mlflow")
+    assert mlflow["command"][2:4] == ["--app-name", "basic-auth"]
+    env_names = _env_names(mlflow)
+    assert _in_image(env_names["MLFLOW_AUTH_CONFIG_PATH"]["value"]).is_file()
+    assert {"MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY", "MLFLOW_BACKEND_STORE_URI"} <= set(env_names)
+    prefect = _env_names(_container(_k8s("Deployment", "prefect-server"), "prefect-server"))
+    assert "PREFECT_SERVER_API_AUTH_STRING" in prefect
+    serve = _env_names(_container(_k8s("Deployment", "mmops-serve"), "serve"))
+    assert serve["MMOPS_SERVE_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "mmops-serve"
+    assert not {k for k in serve if k.startswith("AWS_")}, "serving holds no storage keys"
+    for name, doc in _workloads():
+        for c in _all_containers(doc):
+            secret_vars = {e["name"] for e in c.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})}
+            argv = " ".join(map(str, c.get("command", []) + c.get("args", [])))
+            assert not {v for v in secret_vars if f"$({v})" in argv}, f"{name}/{c['name']}: a secret in argv"
+            if "PREFECT_API_URL" in _env_names(c):  # the auth string, by env or from the pipeline's Secret
+                from_secret = {"secretRef": {"name": "mmops-pipeline"}} in c.get("envFrom", [])
+                assert "PREFECT_API_AUTH_STRING" in _env_names(c) or from_secret, f"{name}/{c['name']}"
+    assert "PREFECT_API_AUTH_STRING" in _readme_secrets()["mmops-pipeline"]
 
 
 def test_k8s_worker_creates_its_pool_from_the_template_in_git():

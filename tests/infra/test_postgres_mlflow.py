@@ -5,6 +5,8 @@ an MLflow round trip and the whole retrain flow against them.
 
 from __future__ import annotations
 
+import re
+import secrets
 
 import mlflow
 import numpy as np
@@ -12,7 +14,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from infra_commands import env, render
+from infra_commands import INFRA, env, render
 from postgres_server import running_postgres
 from servers import BIN, drain_prefect_clients, free_port, mlflow_tracking, running
 
@@ -36,34 +38,48 @@ def postgres():
 
 @pytest.fixture(scope="module")
 def mlflow_server(postgres, tmp_path_factory):
-    """`mlflow server` on PostgreSQL with proxied artifacts; yields (tracking URI, artifact folder)."""
+    """`mlflow server` with basic auth on PostgreSQL with proxied artifacts, as compose runs it (the
+    repository's auth ini with its user store moved to a temp folder); this process is its admin.
+    Yields (tracking URI, artifact folder)."""
     root = tmp_path_factory.mktemp("mlflow-server")
     artifacts = root / "artifacts"
+    ini = root / "basic_auth.ini"
+    ini.write_text(re.sub(r"(?m)^database_uri = .*$", f"database_uri = sqlite:///{root / 'auth.db'}",
+                          (INFRA / "mlflow" / "basic_auth.ini").read_text()))
+    password = secrets.token_urlsafe(24)
     port = free_port()
-    cmd = render("mlflow-server", backend_store_uri=postgres.uri("mlflow"), artifacts_destination=artifacts.as_uri(),
-                  host="127.0.0.1", port=port)
+    cmd = render("mlflow-server", artifacts_destination=artifacts.as_uri(), host="127.0.0.1", port=port)
+    server_env = env("mlflow-server") | {
+        "MLFLOW_BACKEND_STORE_URI": postgres.uri("mlflow"), "MLFLOW_AUTH_CONFIG_PATH": str(ini),
+        "MLFLOW_AUTH_ADMIN_USERNAME": "admin", "MLFLOW_AUTH_ADMIN_PASSWORD": password,
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
+    }
     uri = f"http://127.0.0.1:{port}"
-    with running(_native(cmd), f"{uri}/health", root / "server.log", env("mlflow-server"), timeout=180):
-        with mlflow_tracking(uri):
+    with running(_native(cmd), f"{uri}/health", root / "server.log", server_env, timeout=180):
+        with mlflow_tracking(uri), pytest.MonkeyPatch.context() as mp:
+            mp.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+            mp.setenv("MLFLOW_TRACKING_PASSWORD", password)
             yield uri, artifacts
 
 
 @pytest.fixture(scope="module")
 def prefect_api(postgres, tmp_path_factory):
     """`prefect server start` on PostgreSQL (asyncpg), as in compose; yields the API URL."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
     home = tmp_path_factory.mktemp("prefect-server")
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
+    auth = f"mmops:{secrets.token_urlsafe(24)}"
     server_env = env("prefect-server") | {
         "PREFECT_HOME": str(home),
         "PREFECT_UI_ENABLED": "false",
         "PREFECT_API_DATABASE_CONNECTION_URL": postgres.uri("prefect", driver="asyncpg"),
+        "PREFECT_SERVER_API_AUTH_STRING": auth,  # as in compose: every client needs it
     }
     cmd = _native(render("prefect-server", host="127.0.0.1", port=port))
     with running(cmd, f"{api}/health", home / "server.log", server_env, timeout=180):
-        with temporary_settings(updates={PREFECT_API_URL: api}):
+        with temporary_settings(updates={PREFECT_API_URL: api, PREFECT_API_AUTH_STRING: auth}):
             try:
                 yield api
             finally:

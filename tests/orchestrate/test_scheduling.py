@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import signal
 import subprocess
 import time
@@ -25,6 +26,7 @@ from servers import BIN, drain_prefect_clients, free_port
 
 pytestmark = pytest.mark.slow
 NAME = "mmops-scheduled"
+AUTH = f"mmops:{secrets.token_urlsafe(24)}"
 CRON, TIMEZONE = "* * * * *", "Europe/Berlin"
 STAGES = ["validate", "preprocess", "train", "evaluate", "register"]
 
@@ -52,7 +54,7 @@ def _alive(pid: int) -> bool:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, small_dataset, tiny_text_model):
     """`mmops schedule` in a temp project folder; yields what it started."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
     root = tmp_path_factory.mktemp("schedule")
     uri = f"sqlite:///{root / 'mlflow.db'}"
@@ -63,7 +65,8 @@ def stack(tmp_path_factory, small_dataset, tiny_text_model):
     )
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}  # so it starts its own server
-    env |= {"MLFLOW_TRACKING_URI": uri, "PREFECT_WORKER_QUERY_SECONDS": "2", "PREFECT_UI_ENABLED": "false"}
+    env |= {"MLFLOW_TRACKING_URI": uri, "PREFECT_WORKER_QUERY_SECONDS": "2", "PREFECT_UI_ENABLED": "false",
+            "PREFECT_API_AUTH_STRING": AUTH}  # the server it starts wants this string from every client
     cmd = [str(BIN / "mmops"), "schedule", "--data", str(small_dataset), "--port", str(port)]
     cmd += [arg for o in overrides for arg in ("--set", o)]
     log = root / "schedule.log"
@@ -75,7 +78,8 @@ def stack(tmp_path_factory, small_dataset, tiny_text_model):
         _wait_for(r"mmops schedule: ready", log, proc, timeout=300)
         text = log.read_text()
         pids = {name: int(pid) for name, pid in re.findall(r"started prefect (server|worker) \(pid (\d+)\)", text)}
-        with temporary_settings(updates={PREFECT_API_URL: f"http://127.0.0.1:{port}/api"}):
+        with temporary_settings(updates={PREFECT_API_URL: f"http://127.0.0.1:{port}/api",
+                                         PREFECT_API_AUTH_STRING: AUTH}):
             yield {"proc": proc, "log": log, "pids": pids, "root": root, "overrides": overrides,
                    "data": small_dataset, "uri": uri}
             drain_prefect_clients()
@@ -112,6 +116,17 @@ def _stage_states(flow_run_id) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def first_run(stack):
     return _run("mmops-retrain/manual")
+
+
+def test_the_started_prefect_server_refuses_clients_without_the_auth_string(stack):
+    import base64
+
+    import httpx
+
+    url = re.search(r"API (http://\S+/api);", stack["log"].read_text()).group(1)
+    assert httpx.post(f"{url}/deployments/filter", json={}, timeout=10).status_code == 401
+    auth = {"Authorization": f"Basic {base64.b64encode(AUTH.encode()).decode()}"}
+    assert httpx.post(f"{url}/deployments/filter", json={}, headers=auth, timeout=10).status_code == 200
 
 
 def test_deployments_schedule_and_concurrency(stack):

@@ -7,8 +7,10 @@ registered pyfunc. All traffic stays on 127.0.0.1; every wait is bounded.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
+import ssl
 import sys
 import time
 
@@ -20,11 +22,11 @@ from mlflow import MlflowClient
 
 from mmops.catalog import VALIDATION_JSON, Catalog
 from mmops.inference.predict import load_model_uri, predict_frame
-from servers import BIN, free_port, running
+from servers import BIN, free_port, running, self_signed_cert
 
 pytestmark = pytest.mark.slow
 NAME = "mmops-serve-e2e"
-TOKEN = "test-token-123"
+TOKEN = secrets.token_urlsafe(32)
 BODY_CAP = 600_000
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -153,6 +155,31 @@ def test_bad_requests_get_a_4xx_and_the_server_keeps_serving(server, serve_io, r
     metrics = client.get("/metrics", headers=AUTH).text
     for status in ("200", "400", "401", "413", "422"):
         assert f'endpoint="/predict",method="POST",status="{status}"' in metrics
+
+
+def test_tls_serves_https_and_refuses_plain_http(registry, serve_io):
+    """`--ssl-certfile/--ssl-keyfile`: /predict over HTTPS with the self-signed certificate; plain HTTP fails."""
+    cert, key = self_signed_cert(registry["root"] / "tls")
+    port = free_port()
+    env = {"MLFLOW_TRACKING_URI": registry["uri"], "MMOPS_SERVE_TOKEN": TOKEN}
+    cmd = [sys.executable, "-m", "mmops.cli.serve", "serve", "--model-name", NAME, "--port", str(port),
+           "--poll-interval", "0", "--ssl-certfile", str(cert), "--ssl-keyfile", str(key)]
+    trust = ssl.create_default_context(cafile=str(cert))
+    with running(cmd, f"https://127.0.0.1:{port}/health", registry["root"] / "serve-tls.log", env, timeout=180,
+                 cafile=cert):
+        with httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=trust, timeout=60) as client:
+            rows = serve_io.rows(registry["data"], 2)
+            r = client.post("/predict", json={"instances": serve_io.instances(rows)}, headers=AUTH)
+            assert r.status_code == 200, r.text
+            assert len(r.json()["predictions"]) == 2
+            assert client.post("/predict", json={"instances": [{"text": "x"}]}).status_code == 401
+        with pytest.raises(httpx.TransportError):  # plain HTTP: the TLS handshake fails, no HTTP answer
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=10)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert not s.recv(4096).startswith(b"HTTP/")
+        with pytest.raises(httpx.ConnectError):  # and a client that does not trust the certificate stops
+            httpx.get(f"https://127.0.0.1:{port}/health", timeout=10)
 
 
 def _wait_for_version(client, version: str, timeout: float = 90) -> None:
