@@ -31,6 +31,21 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def tree_digests(path: str | Path) -> dict[str, str]:
+    """{relative posix path: sha256} of every file under a folder (caches excluded), sorted by path."""
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    return {f.relative_to(path).as_posix(): file_sha256(f) for f in files}
+
+
+def digests_sha256(digests: Mapping[str, str]) -> str:
+    """The folder hash of `tree_digests` output (what `tree_sha256` returns for the folder)."""
+    h = hashlib.sha256()
+    for name in sorted(digests, key=lambda n: n.split("/")):  # Path order, as tree_sha256 always hashed
+        h.update(f"{name}\0{digests[name]}\n".encode())
+    return h.hexdigest()
+
+
 def tree_sha256(path: str | Path, absent: str = ABSENT) -> str:
     """Content hash of a file, or of a folder (relative paths + file hashes); `absent` if missing."""
     path = Path(path)
@@ -38,10 +53,7 @@ def tree_sha256(path: str | Path, absent: str = ABSENT) -> str:
         return file_sha256(path)
     if not path.is_dir():
         return absent
-    h = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-        h.update(f"{file.relative_to(path).as_posix()}\0{file_sha256(file)}\n".encode())
-    return h.hexdigest()
+    return digests_sha256(tree_digests(path))
 
 
 class InsideResolver:

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mmops.atomic import atomic_path
 from mmops.catalog import AUDIO_BACKBONE, CHECKPOINT, INT8_CHECKPOINT, TEXT_BACKBONE
 from mmops.config import Params
 from mmops.features.extract import FeatureExtractor
@@ -113,9 +114,9 @@ def save_int8_dir(model_dir: Path, int8: nn.Module, out_dir: Path) -> Path:
     ckpt = torch.load(Path(model_dir) / CHECKPOINT, map_location="cpu", weights_only=True)
     ckpt["state_dict"] = int8.state_dict()
     ckpt["quantization"] = INT8_QUANTIZATION
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), atomic_path(out_dir / INT8_CHECKPOINT) as tmp:
         warnings.simplefilter("ignore", UserWarning)
-        torch.save(ckpt, out_dir / INT8_CHECKPOINT)
+        torch.save(ckpt, tmp)
     for backbone in (TEXT_BACKBONE, AUDIO_BACKBONE):
         if (Path(model_dir) / backbone).is_dir():
             shutil.copytree(Path(model_dir) / backbone, out_dir / backbone, dirs_exist_ok=True)

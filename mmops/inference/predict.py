@@ -23,6 +23,7 @@ from mmops.inference.model_dir import (
     LoadedModel,
     load_model_dir,
 )
+from mmops.inference.verify import load_registered, resolve_models_uri
 from mmops.models.classifier import with_frozen_embeddings
 
 
@@ -63,23 +64,20 @@ def warm_up(loaded: LoadedModel) -> None:
     predict_frame(loaded, pd.DataFrame({"text": ["warm up"], "image": [None], "audio": [None]}))
 
 
-def unwrap_loaded(pyfunc_model) -> LoadedModel:
-    """The `LoadedModel` inside a loaded `MultimodalPyfunc` (the training preprocessing path)."""
-    python_model = pyfunc_model.unwrap_python_model()
-    loaded = getattr(python_model, "loaded", None)
-    if not isinstance(loaded, LoadedModel):
-        raise TypeError(f"{type(python_model).__name__} is not an mmops MultimodalPyfunc")
-    return loaded
-
-
 def load_model_uri(uri: str, dst_path: Path | None = None) -> LoadedModel:
-    """A local model folder (fp32 or int8) or any MLflow model URI -> `LoadedModel`."""
+    """A local model folder (fp32 or int8), or a registered `models:/` URI verified against the
+    digests recorded at registration (`mmops.inference.verify`); downloads go to `dst_path`."""
     local = Path(uri)
     if (local / CHECKPOINT).is_file() or (local / INT8_CHECKPOINT).is_file():
         return load_model_dir(local)
-    import mlflow.pyfunc
+    import tempfile
 
-    return unwrap_loaded(mlflow.pyfunc.load_model(uri, dst_path=str(dst_path) if dst_path else None))
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    name, version = resolve_models_uri(uri, client)
+    dst = Path(dst_path) if dst_path else Path(tempfile.mkdtemp(prefix="mmops-model-"))
+    return load_registered(name, version, dst, client)
 
 
 def predict_manifest(

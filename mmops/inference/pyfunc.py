@@ -1,24 +1,68 @@
-"""The registered model: a thin MLflow pyfunc over `mmops.inference` (raw inputs in, labels and
-probabilities out; see `predict_frame`)."""
+"""The registered model for MLflow users: a thin pyfunc over `mmops.inference` (raw inputs in,
+labels and probabilities out; see `predict_frame`).
+
+It is logged as models-from-code (`PYFUNC_CODE`, a plain script MLflow runs at load), so no
+pickled object is ever unpickled. mmops itself never loads it: serving, batch predict and the
+gate use `mmops.inference.verify.load_registered`. For `mlflow models serve` and other MLflow
+clients it still checks the model folder against the hash in its model config, and it reads
+media only as bytes or base64; a string naming a file is read only inside `MMOPS_MEDIA_ROOT`
+(unset: never), so a client cannot make the server read arbitrary files.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import os
 from pathlib import Path
 
 import mlflow.pyfunc
 import pandas as pd
 
+from mmops.data.manifest import MEDIA_COLUMNS
+from mmops.errors import UserError
 from mmops.inference.model_dir import load_model_dir
 from mmops.inference.predict import predict_frame
+from mmops.inference.verify import MODEL_DIR_ARTIFACT, verify_model_dir
 
-MODEL_DIR_ARTIFACT = "model_dir"
+PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
+MEDIA_ROOT_ENV = "MMOPS_MEDIA_ROOT"
+
+__all__ = ["MEDIA_ROOT_ENV", "MODEL_DIR_ARTIFACT", "PYFUNC_CODE", "MultimodalPyfunc", "media_cell"]
+
+
+def media_cell(value, row: int, column: str, root: Path | None):
+    """One image/audio cell -> bytes, an absolute path inside `root`, or None (missing)."""
+    if value is None or isinstance(value, (bytes, bytearray, memoryview)) or (isinstance(value, float) and value != value):
+        return value
+    text = str(value)
+    if not text:
+        return None
+    if root is not None:
+        path = (root / text).resolve()  # an absolute `text` replaces root; resolve() follows symlinks
+        if path.is_relative_to(root) and path.is_file():
+            return str(path)
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        where = f"readable only inside {MEDIA_ROOT_ENV}={root}" if root else f"not read ({MEDIA_ROOT_ENV} is unset)"
+        raise UserError(
+            f"row {row}, column {column!r}: not base64-encoded bytes, and file paths are {where}"
+        ) from None
 
 
 class MultimodalPyfunc(mlflow.pyfunc.PythonModel):
-    """Loads the model folder logged as the `model_dir` artifact (fp32 or int8)."""
+    """Loads the model folder logged as the `model_dir` artifact (fp32 or int8), verified first."""
 
     def load_context(self, context) -> None:
-        self.loaded = load_model_dir(Path(context.artifacts[MODEL_DIR_ARTIFACT]))
+        model_dir = Path(context.artifacts[MODEL_DIR_ARTIFACT])
+        verify_model_dir(model_dir, dict(context.model_config or {}), "the pyfunc's model_dir")
+        self.loaded = load_model_dir(model_dir)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        return predict_frame(self.loaded, pd.DataFrame(model_input))
+        frame = pd.DataFrame(model_input).reset_index(drop=True)
+        root = Path(os.environ[MEDIA_ROOT_ENV]).resolve() if os.environ.get(MEDIA_ROOT_ENV) else None
+        for column in MEDIA_COLUMNS:
+            if column in frame:
+                frame[column] = [media_cell(v, i, column, root) for i, v in enumerate(frame[column])]
+        return predict_frame(self.loaded, frame)

@@ -5,7 +5,8 @@ the MLflow store and survives restarts and new clients): time, actor, action, al
 reason, the gate's rule results. `champion_int8` follows `champion` to the new champion's int8
 variant (or is removed when it has none), recorded the same way.
 
-Compare-and-set: the champion is re-read under a file lock right before the alias moves. If it is
+Compare-and-set: the champion is re-read under a lock held in the registry itself (so promoters
+on different hosts exclude each other) right before the alias moves. If it is
 no longer the one the gate compared against, the move does not happen blindly: with a `regate`
 callable (the register stage) the gate runs again against the new champion, still under the lock;
 without one (`mmops promote --expect-champion`) it is refused with StaleChampionError.
@@ -14,22 +15,20 @@ without one (`mmops promote --expect-champion`) it is refused with StaleChampion
 from __future__ import annotations
 
 import getpass
-import hashlib
 import logging
 import os
+import random
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Literal
-from urllib.parse import urlparse
 
 from pydantic import BaseModel
 
-from mmops.env import STATE_DIR
 from mmops.errors import UserError
 from mmops.registry.gate import GateDecision
 
@@ -41,7 +40,10 @@ log = logging.getLogger(__name__)
 ANY_CHAMPION = "*"  # `expected` value that skips the compare (the move still happens under the lock)
 MAX_TAG_CHARS = 5000  # registered-model tag values are VARCHAR(5000) in MLflow's SQL stores
 LOCK_TIMEOUT_S = 300.0
+LOCK_LEASE_S = 900.0  # a promotion lock older than this belongs to a killed promoter
+LOCK_SUFFIX = ".promotion-lock"
 
+PROMOTABLE = ("promoted",)  # gate.decision values `promote` accepts without --force (pending: never finished)
 Action = Literal["auto-promote", "promote", "rollback"]
 
 
@@ -81,9 +83,13 @@ class MoveResult:
 
 
 def actor() -> str:
-    """Who moves the alias: `MMOPS_ACTOR`, else user@host."""
-    if os.environ.get("MMOPS_ACTOR"):
-        return os.environ["MMOPS_ACTOR"]
+    """Who moves the alias: the MLflow user the server authenticates (MLFLOW_TRACKING_USERNAME), else
+    `MMOPS_ACTOR`, else user@host. With both, the self-declared MMOPS_ACTOR follows in brackets."""
+    authenticated, declared = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MMOPS_ACTOR")
+    if authenticated:
+        return f"{authenticated} ({declared})" if declared and declared != authenticated else authenticated
+    if declared:
+        return declared
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
@@ -91,39 +97,85 @@ def actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def lock_path(tracking_uri: str, name: str) -> Path:
-    """The lock file for `name`'s aliases: beside a local store, else `MMOPS_LOCK_DIR` or `.mmops/locks`.
-
-    Promoters on other machines share it only through a shared `MMOPS_LOCK_DIR`.
-    """
-    parsed = urlparse(tracking_uri)
-    if parsed.scheme == "sqlite" and tracking_uri.startswith("sqlite:///"):
-        folder = Path(tracking_uri.removeprefix("sqlite:///")).parent
-    elif parsed.scheme in ("", "file"):
-        folder = Path(parsed.path or tracking_uri)
-    else:
-        folder = Path(os.environ.get("MMOPS_LOCK_DIR") or Path.cwd() / STATE_DIR / "locks")
-    folder.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256(f"{tracking_uri}\0{name}".encode()).hexdigest()[:12]
-    return folder / f"mmops-promotion-{digest}.lock"
+def lock_model_name(name: str) -> str:
+    return f"{name}{LOCK_SUFFIX}"
 
 
 @contextmanager
-def promotion_lock(name: str, timeout: float = LOCK_TIMEOUT_S) -> Iterator[Path]:
-    """Hold the promotion lock of registered model `name` (one per tracking store)."""
-    import mlflow
-    from filelock import FileLock, Timeout
+def promotion_lock(name: str, timeout: float = LOCK_TIMEOUT_S, lease: float = LOCK_LEASE_S, client=None) -> Iterator[str]:
+    """Hold the promotion lock of registered model `name`, shared by every host that uses the registry.
 
-    path = lock_path(mlflow.get_tracking_uri(), name)
-    lock = FileLock(str(path), timeout=timeout)
+    The lock is a registered model `<name>.promotion-lock`: creating a registered model is atomic
+    (its name is unique in the registry's database), so exactly one promoter creates it and the
+    others wait. A later promoter breaks the lock of a holder that was killed: at once when the
+    holder was a process on the same host, else once its `lease` ran out (a live holder is never
+    broken: promotion takes seconds or minutes, not `lease`).
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = client or MlflowClient()
+    lock, holder = lock_model_name(name), f"{actor()} {uuid.uuid4().hex[:12]}"
+    deadline = time.monotonic() + timeout
+    while True:
+        tags = {"mmops.lock.holder": holder, "mmops.lock.expires": f"{time.time() + lease:.3f}",
+                "mmops.lock.host": socket.gethostname(), "mmops.lock.pid": str(os.getpid())}
+        try:
+            client.create_registered_model(lock, tags=tags, description=f"promotion lock of {name}; held by {holder}")
+            break
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        held = _lock_tags(client, lock)
+        if held is not None and _abandoned(held):
+            log.warning("%s: breaking the abandoned promotion lock of %s", name, held.get("mmops.lock.holder", "?"))
+            _delete_quietly(client, lock)
+            continue
+        if time.monotonic() > deadline:
+            who = (held or {}).get("mmops.lock.holder", "?")
+            raise PromotionError(
+                f"another promotion of {name} ({who}) has held the registry lock {lock!r} for over {timeout:.0f}s; "
+                "try again (a lock whose holder died expires by itself)"
+            )
+        time.sleep(0.1 + random.random() * 0.2)
     try:
-        lock.acquire()
-    except Timeout:
-        raise PromotionError(f"another promotion of {name} has held {path} for over {timeout:.0f}s; try again") from None
-    try:
-        yield path
+        yield lock
     finally:
-        lock.release()
+        if (_lock_tags(client, lock) or {}).get("mmops.lock.holder") == holder:
+            _delete_quietly(client, lock)
+
+
+def _abandoned(held: dict[str, str]) -> bool:
+    """The lock's lease ran out, or its holder was a process on this host that no longer exists."""
+    if float(held.get("mmops.lock.expires", "0")) < time.time():
+        return True
+    if held.get("mmops.lock.host") != socket.gethostname() or not held.get("mmops.lock.pid", "").isdigit():
+        return False
+    try:
+        os.kill(int(held["mmops.lock.pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _lock_tags(client, lock: str) -> dict[str, str] | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return dict(client.get_registered_model(lock).tags)
+    except MlflowException:
+        return None
+
+
+def _delete_quietly(client, lock: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.delete_registered_model(lock)
+    except MlflowException:
+        pass  # someone else removed it first
 
 
 def current_version(client, name: str, alias: str = CHAMPION) -> str | None:
@@ -217,7 +269,7 @@ def compare_and_set(
     Under the lock: re-read the champion; if it changed, re-run the gate with `regate(new)` and
     move only if that passes, or raise StaleChampionError when there is no `regate`.
     """
-    with promotion_lock(name):
+    with promotion_lock(name, client=client):
         current = current_version(client, name, CHAMPION)
         decision, regated = None, None
         if expected != ANY_CHAMPION and current != expected:
@@ -259,11 +311,18 @@ def promote(client, name: str, version: str, reason: str, expect: str | None = A
             f"{name} v{version} is the int8 variant of v{source}; promote v{source} "
             f"(its variant follows as {CHAMPION_INT8})"
         )
-    if mv.tags.get("gate.decision") == "rejected" and not force:
+    decision = mv.tags.get("gate.decision")
+    if decision == "rejected" and not force:
         failed = [k.removeprefix("gate.") for k, v in mv.tags.items() if k.startswith("gate.") and v.startswith("fail")]
         raise PromotionError(
             f"{name} v{version} was rejected by the gate (failed: {', '.join(sorted(failed))}); "
             "pass --force to promote it anyway (recorded in the history)"
+        )
+    if decision not in PROMOTABLE and not force:
+        why = "its registration never finished (the gate did not run)" if decision == "pending" else "it was never gated by mmops"
+        raise PromotionError(
+            f"{name} v{version} has gate.decision={decision or 'unset'}: {why}. Register the model again, "
+            "or pass --force to promote it anyway (recorded in the history)"
         )
     if current_version(client, name) == str(version):
         raise PromotionError(f"{name} v{version} is already the champion")

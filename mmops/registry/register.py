@@ -8,6 +8,7 @@ again against the new champion, still under the lock, and only a pass moves the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 from collections.abc import Callable
@@ -19,13 +20,15 @@ import pandas as pd
 from mlflow import MlflowClient
 
 import mmops
+from mmops.atomic import atomic_write_json, atomic_write_text
 from mmops.catalog import GATE_MD, HISTORY_JSON, Catalog
 from mmops.compress.quantize import QuantizeReport, quantize_and_compare
 from mmops.config import Params
 from mmops.data.hashing import dataset_hash, tree_sha256
 from mmops.errors import UserError
 from mmops.flatten import flatten
-from mmops.inference.pyfunc import MODEL_DIR_ARTIFACT, MultimodalPyfunc
+from mmops.inference.pyfunc import MODEL_DIR_ARTIFACT, PYFUNC_CODE
+from mmops.inference.verify import MODEL_FILES_TAG, MODEL_HASH_TAG, SIGNATURE_TAG, load_registered, model_record
 from mmops.registry.gate import (
     GateDecision,
     applicable,
@@ -56,6 +59,7 @@ from mmops.registry.tracking import setup_mlflow
 
 __all__ = ["CHALLENGER", "CHAMPION", "RegistrationRefused", "register"]
 
+REGISTRATION_KEY_TAG = "mmops.registration_key"
 Gate = Callable[[str | None], GateDecision]  # champion version (or None) -> decision
 
 
@@ -76,7 +80,7 @@ def register(params: Params, paths: Catalog) -> dict:
     with mlflow.start_run() as run:
         lineage["run_id"] = run.info.run_id
         log_run(params, paths, lineage, metrics, history)
-        version = register_challenger(client, name, paths.model)
+        version = register_challenger(client, name, paths.model, lineage)
         gate = build_gate(params, paths, metrics, frame, lineage["test_data_hash"], name, version)
         champion = current_version(client, name, CHAMPION)
         decision = gate(champion)
@@ -117,7 +121,7 @@ def collect_lineage(params: Params, paths: Catalog, validation: dict, frame: pd.
         "data_hash": str(validation.get("data_hash")),
         "params_hash": params_hash(params.dump()),
         "dvc_data_md5": dvc_data_md5(paths.data) or "not tracked by dvc",
-        "model_hash": tree_sha256(paths.model),
+        "model_hash": tree_sha256(paths.model),  # recorded again, with per-file digests, on the version
         "test_data_hash": frozen_test_hash(frame),
         "validation_report": str(paths.validation_json),
     }
@@ -138,24 +142,42 @@ def log_run(params: Params, paths: Catalog, lineage: dict, metrics: dict, histor
             mlflow.log_artifact(str(report), "validation")
 
 
-def register_challenger(client: MlflowClient, name: str, model_dir: Path) -> str:
-    """Register the model folder as a new version and point `challenger` at it; returns the version."""
-    version = log_pyfunc(model_dir, name, "model")
+def register_challenger(client: MlflowClient, name: str, model_dir: Path, lineage: dict) -> str:
+    """Register the model folder as a new version (or find the one an earlier attempt registered)
+    and point `challenger` at it; returns the version."""
+    version = log_pyfunc(client, model_dir, name, "model", {f"lineage.{k}": v for k, v in lineage.items()})
     client.set_registered_model_alias(name, CHALLENGER, version)
     return version
 
 
-def log_pyfunc(model_dir: Path, name: str, artifact_name: str) -> str:
-    """Log `model_dir` as the raw-input pyfunc and register it; returns the new version."""
+def registration_key(tags: dict[str, str]) -> str:
+    """What makes two registrations the same: the model's content and the run's data and params."""
+    parts = [tags.get(f"lineage.{k}", "") for k in ("data_hash", "params_hash", "test_data_hash")]
+    return hashlib.sha256("\0".join([tags[MODEL_HASH_TAG], *parts]).encode()).hexdigest()[:32]
+
+
+def log_pyfunc(client: MlflowClient, model_dir: Path, name: str, artifact_name: str, tags: dict[str, str]) -> str:
+    """Log `model_dir` as the raw-input pyfunc (models-from-code) and register it; returns the version.
+
+    The version is created with its lineage, content digests and `gate.decision=pending` in one
+    call, so no moment exists where it could be promoted without a gate decision. A retry of the
+    same registration (same model, data and params) returns the version the first attempt made.
+    """
+    tags = tags | model_record(model_dir)
+    tags[REGISTRATION_KEY_TAG] = registration_key(tags)
+    earlier = client.search_model_versions(f"name='{name}' and tags.`{REGISTRATION_KEY_TAG}` = '{tags[REGISTRATION_KEY_TAG]}'")
+    if earlier:
+        return str(min(int(v.version) for v in earlier))
     info = mlflow.pyfunc.log_model(
         name=artifact_name,
-        python_model=MultimodalPyfunc(),
+        python_model=str(PYFUNC_CODE),
         artifacts={MODEL_DIR_ARTIFACT: str(model_dir)},
         code_paths=[str(Path(mmops.__file__).parent)],
         pip_requirements=pip_requirements(),
-        registered_model_name=name,
+        model_config={k: tags[k] for k in (MODEL_HASH_TAG, MODEL_FILES_TAG, SIGNATURE_TAG) if k in tags},
     )
-    return str(info.registered_model_version)
+    created = mlflow.register_model(info.model_uri, name, tags=tags | {"gate.decision": "pending"})
+    return str(created.version)
 
 
 def build_gate(params: Params, paths: Catalog, metrics: dict, frame: pd.DataFrame, test_hash: str, name: str,
@@ -168,12 +190,16 @@ def build_gate(params: Params, paths: Catalog, metrics: dict, frame: pd.DataFram
     keys = list(rules.regression)
     challenger_scores: dict = {}
 
+    def scores(v: str) -> dict:
+        with tempfile.TemporaryDirectory(prefix=f"mmops-gate-v{v}-") as tmp:
+            return score_model(load_registered(name, v, Path(tmp)), frame, keys)
+
     def gate(champion: str | None) -> GateDecision:
         champion_scores = None
         if champion is not None and keys:
             if not challenger_scores:
-                challenger_scores.update(score_model(f"models:/{name}/{version}", frame, keys))
-            champion_scores = score_model(f"models:/{name}/{champion}", frame, keys)
+                challenger_scores.update(scores(version))
+            champion_scores = scores(champion)
             mlflow.log_metrics({f"champion_v{champion}_{k}": v for k, v in numeric(champion_scores).items()})
         elif champion is not None:
             champion_scores = {}
@@ -200,15 +226,12 @@ def register_int8_variant(params: Params, paths: Catalog, client: MlflowClient, 
         mlflow.log_text(report.markdown(), "gate/quantize.md")
         int8_version = None
         if report.accepted:
-            int8_version = log_pyfunc(int8_dir, name, "model_int8")
-            int8_tags = {f"lineage.{k}": v for k, v in lineage.items()} | {
-                "lineage.model_hash": tree_sha256(int8_dir),
+            int8_tags = {f"lineage.{k}": v for k, v in lineage.items() if k != "model_hash"} | {
                 "lineage.source_model_hash": lineage["model_hash"],
                 "mmops.variant": "int8",
                 "mmops.variant_of": version,
             }
-            for key, value in int8_tags.items():
-                client.set_model_version_tag(name, int8_version, key, value)
+            int8_version = log_pyfunc(client, int8_dir, name, "model_int8", int8_tags)
             client.set_model_version_tag(name, version, INT8_VERSION_TAG, int8_version)
     summary = {
         "decision": "registered" if report.accepted else "rejected",
@@ -226,12 +249,14 @@ def register_int8_variant(params: Params, paths: Catalog, client: MlflowClient, 
 
 def tag_version(client: MlflowClient, name: str, version: str, decision: GateDecision, lineage: dict,
                 moved: MoveResult | None = None) -> None:
-    """Lineage and every rule's verdict as version tags; `gate.decision` is `pending` until the move is known."""
+    """Lineage and every rule's verdict as version tags. `gate.decision` is `pending` from the
+    version's creation until the move is known (`promoted`), or `rejected` as soon as the gate fails."""
     tags = {f"lineage.{k}": v for k, v in lineage.items()}
     if moved is None:
         tags["gate.decision"] = "pending" if decision.promote else "rejected"
     else:
-        tags["gate.decision"] = "promoted" if moved.moved else "rejected"
+        is_champion = moved.moved or moved.from_version == version  # a retried registration of the champion
+        tags["gate.decision"] = "promoted" if is_champion else "rejected"
         if moved.regated_against is not None:
             tags["gate.regated_against"] = moved.regated_against
     tags["gate.champion_compared"] = decision.champion_version or "none"
@@ -257,5 +282,5 @@ def promote(client: MlflowClient, name: str, version: str, champion: str | None,
 def write_report(paths: Catalog, result: dict, gate_md: str) -> None:
     """The registration (`registry.json`) and the gate's decision (`gate.md`) beside the other reports."""
     paths.reports.mkdir(parents=True, exist_ok=True)
-    paths.registry_json.write_text(json.dumps(result, indent=2))
-    paths.gate_md.write_text(gate_md)
+    atomic_write_text(paths.gate_md, gate_md)
+    atomic_write_json(paths.registry_json, result)

@@ -56,7 +56,7 @@ def test_run_on_unseen_data_with_zero_configuration(project):
     assert registry["version"] == "1"
 
 
-def test_registered_model_predicts_raw_rows_through_pyfunc_and_serving(project):
+def test_registered_model_predicts_raw_rows_through_pyfunc_and_serving(project, monkeypatch):
     root, data, env, run = project
     assert run.returncode == 0
     manifest = pd.read_csv(data / "manifest.csv", dtype=str, keep_default_na=False).head(6)
@@ -64,6 +64,7 @@ def test_registered_model_predicts_raw_rows_through_pyfunc_and_serving(project):
     for column in ("image", "audio"):
         rows[column] = [str(data / p) if p else "" for p in rows[column]]
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    monkeypatch.setenv("MMOPS_MEDIA_ROOT", str(data))  # the pyfunc reads file paths only inside this root
     model = mlflow.pyfunc.load_model("models:/mmops-classifier/1")
     predicted = model.predict(rows)
     assert list(predicted.columns) == ["label", *CLASSES] and set(predicted["label"]) <= set(CLASSES)
@@ -84,7 +85,7 @@ def test_registered_model_predicts_raw_rows_through_pyfunc_and_serving(project):
 
 
 @pytest.mark.parametrize("variant,used", [("no_audio", ["text", "image"]), ("no_image", ["text", "audio"])])
-def test_two_modalities_train_register_gate_and_serve(variant, used, tmp_path, tiny_text_model):
+def test_two_modalities_train_register_gate_and_serve(variant, used, tmp_path, tiny_text_model, monkeypatch):
     data = make_dataset(tmp_path / variant, n_per_class=15, variant=variant)
     params = load_params(REPO / "params.yaml", [
         f"paths.{k}={tmp_path / k}" for k in ("reports", "features", "model", "metrics", "cache")
@@ -108,6 +109,7 @@ def test_two_modalities_train_register_gate_and_serve(variant, used, tmp_path, t
                                                                       if f"without_{m}" in metrics)
     rules = {r["rule"] for r in result["decision"]["rules"]}
     assert not any("without_" + m in r for r in rules for m in ("text", "image", "audio") if m not in used)
+    monkeypatch.setenv("MMOPS_MEDIA_ROOT", str(data))
     model = mlflow.pyfunc.load_model(f"models:/byod-{variant}/{result['version']}")
     manifest = pd.read_csv(data / "manifest.csv", dtype=str, keep_default_na=False).head(4)
     rows = manifest[[c for c in ("text", "image", "audio") if c in manifest]].copy()

@@ -131,7 +131,7 @@ def test_mlflow_round_trip_on_postgres(mlflow_server, postgres):
 
 
 def test_retrain_flow_on_the_scaled_out_servers(mlflow_server, prefect_api, postgres, small_dataset, tiny_text_model,
-                                                tmp_path):
+                                                tmp_path, monkeypatch):
     """The lead's whole flow, unchanged, with only MLFLOW_TRACKING_URI and PREFECT_API_URL set."""
     from pipeline_overrides import overrides_for
     from mmops.orchestrate.retrain import retrain
@@ -152,6 +152,7 @@ def test_retrain_flow_on_the_scaled_out_servers(mlflow_server, prefect_api, post
     rows = manifest[manifest["split"] == "test"].head(6).reset_index(drop=True)
     for col in ("image", "audio"):
         rows[col] = [str(small_dataset / p) if p else "" for p in rows[col]]
+    monkeypatch.setenv("MMOPS_MEDIA_ROOT", str(small_dataset))  # the pyfunc reads paths only inside it
     predictions = mlflow.pyfunc.load_model(f"models:/{FLOW_MODEL}@champion").predict(rows[["text", "image", "audio"]])
     assert len(predictions) == len(rows) and set(predictions["label"]) <= {str(d) for d in range(10)}
 

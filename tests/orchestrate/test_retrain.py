@@ -65,7 +65,8 @@ def test_first_run_registers_champion(first_run):
     assert set(first_run["metrics"]) >= {"accuracy", "macro_f1", "without_text", "without_image", "without_audio"}
 
 
-def test_champion_predicts_raw_inputs(first_run, small_dataset):
+def test_champion_predicts_raw_inputs(first_run, small_dataset, monkeypatch):
+    monkeypatch.setenv("MMOPS_MEDIA_ROOT", str(small_dataset))  # file paths are read only inside this root
     model = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
     rows = _test_rows(small_dataset)
     by_path = model.predict(rows[["text", "image", "audio"]])

@@ -15,8 +15,10 @@ from mmops.registry.promotion import (
     actor,
     compare_and_set,
     current_version,
+    lock_model_name,
     previous_champion,
     promote,
+    promotion_lock,
     read_history,
     rollback,
 )
@@ -156,3 +158,48 @@ def test_actor_defaults_to_user_at_host(monkeypatch):
     assert "@" in actor()
     monkeypatch.setenv("MMOPS_ACTOR", "bot")
     assert actor() == "bot"
+
+
+@pytest.mark.parametrize("decision", ["pending", None])
+def test_unfinished_or_ungated_version_needs_force(model, decision):
+    client, name = model
+    if decision is None:
+        client.delete_model_version_tag(name, "2", "gate.decision")
+    else:
+        client.set_model_version_tag(name, "2", "gate.decision", decision)
+    with pytest.raises(PromotionError, match=f"gate.decision={decision or 'unset'}.*--force"):
+        promote(client, name, "2", "looks fine")
+    assert current_version(client, name) is None
+    assert promote(client, name, "2", "checked by hand", force=True).moved
+    assert read_history(client, name)[0].forced
+
+
+def test_promotion_lock_lives_in_the_registry_and_excludes_others(model):
+    client, name = model
+    with promotion_lock(name, client=client) as lock:
+        assert lock == lock_model_name(name) and client.get_registered_model(lock).tags["mmops.lock.holder"]
+        with pytest.raises(PromotionError, match="another promotion .* held the registry lock"):
+            with promotion_lock(name, timeout=0.5, client=client):
+                pass
+    assert not client.search_registered_models(f"name='{lock_model_name(name)}'")  # released
+
+
+def test_an_expired_lock_of_a_killed_promoter_is_broken(model):
+    client, name = model
+    client.create_registered_model(lock_model_name(name), tags={"mmops.lock.holder": "dead@host 1",
+                                                                "mmops.lock.expires": "0"})
+    assert promote(client, name, "1", "after a crash").moved
+    assert not client.search_registered_models(f"name='{lock_model_name(name)}'")
+
+
+def test_the_lock_of_a_dead_process_on_this_host_is_broken_at_once(model):
+    import socket
+    import subprocess
+
+    client, name = model
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    client.create_registered_model(lock_model_name(name), tags={
+        "mmops.lock.holder": "killed", "mmops.lock.expires": "9e18", "mmops.lock.host": socket.gethostname(),
+        "mmops.lock.pid": str(dead.pid)})
+    assert promote(client, name, "1", "after a kill").moved

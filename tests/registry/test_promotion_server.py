@@ -38,7 +38,6 @@ def server(tmp_path_factory):
 
 @pytest.fixture
 def served_model(server, tmp_path, monkeypatch, model_factory):
-    monkeypatch.setenv("MMOPS_LOCK_DIR", str(tmp_path / "locks"))
     client = MlflowClient()
     name = model_factory(client, "s3://mmops-test/never-read")  # versions without files: only aliases move
     promote(client, name, "1", "first release")
@@ -57,7 +56,7 @@ def assert_consistent(client, name: str) -> list:
 
 def test_two_cli_promotions_with_the_same_expectation_one_wins(served_model, server, tmp_path):
     client, name = served_model
-    env = {**os.environ, "MLFLOW_TRACKING_URI": server, "MMOPS_LOCK_DIR": os.environ["MMOPS_LOCK_DIR"]}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": server}  # the lock lives in the registry: no shared folder
     base = ["--reason", "race", "--expect-champion", "1", "--set", f"registry.model_name={name}"]
     procs = {
         version: subprocess.Popen([MMOPS, "promote", version, *base, *extra], cwd=tmp_path, text=True,

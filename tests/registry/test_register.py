@@ -96,8 +96,9 @@ def test_gate_and_quantize_reports_written(first, trained):
     assert "floor.macro_f1" in mlflow.artifacts.load_text(f"runs:/{run}/gate/gate.md")
 
 
-def test_int8_champion_serves_raw_inputs(first, trained, small_dataset):
+def test_int8_champion_serves_raw_inputs(first, trained, small_dataset, monkeypatch):
     rows = frozen_test_rows(small_dataset, Catalog.from_paths(trained.paths).splits_csv).head(10)[list(MODALITIES)]
+    monkeypatch.setenv("MMOPS_MEDIA_ROOT", str(small_dataset))
     int8 = mlflow.pyfunc.load_model(f"models:/{NAME}@{CHAMPION_INT8}").predict(rows)
     fp32 = mlflow.pyfunc.load_model(f"models:/{NAME}@{CHAMPION}").predict(rows)
     assert list(int8.columns) == ["label", *CLASSES]

@@ -215,12 +215,17 @@ def test_mlflow_models_serve_answers_invocations(registry, v1, serve_io):
     cmd = [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{NAME}@champion", "--env-manager", "local",
            "-h", "127.0.0.1", "-p", str(port)]
     # mlflow starts `uvicorn` by name: the venv's bin must be on PATH
-    env = {"MLFLOW_TRACKING_URI": registry["uri"], "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {"MLFLOW_TRACKING_URI": registry["uri"], "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+           "MMOPS_MEDIA_ROOT": str(registry["data"])}  # file paths are read only inside the dataset
     with running(cmd, f"http://127.0.0.1:{port}/ping", registry["root"] / "mlflow-serve.log", env, timeout=180):
         payload = {"dataframe_split": {"columns": ["text", "image", "audio"],
                                        "data": rows[["text", "image", "audio"]].values.tolist()}}
         payload["dataframe_split"]["data"][1][2] = None  # JSON null is a missing modality too
         r = httpx.post(f"http://127.0.0.1:{port}/invocations", json=payload, timeout=120)
+        outside = {"dataframe_split": {"columns": ["text", "image", "audio"], "data": [["hi", None, "/etc/passwd"]]}}
+        refused = httpx.post(f"http://127.0.0.1:{port}/invocations", json=outside, timeout=60)
+    assert refused.status_code >= 400 and "root:" not in refused.text
+    assert "readable only inside" in refused.text
     assert r.status_code == 200, r.text
     predictions = r.json()["predictions"]
     expected = predict_frame(v1, rows[["text", "image", "audio"]])
