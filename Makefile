@@ -4,12 +4,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast repro bench scheduler clean help
+.PHONY: setup demo test test-fast repro bench scheduler lock clean help
 
 help:
-	@echo "make demo | make test | make test-fast | make repro | make bench | make scheduler | make clean"
+	@echo "make demo | make test | make test-fast | make repro | make bench | make scheduler | make lock | make clean"
 
-$(STAMP): pyproject.toml scripts/bootstrap.sh
+$(STAMP): pyproject.toml requirements.lock scripts/bootstrap.sh
 	VENV=$(VENV) bash scripts/bootstrap.sh
 
 setup: $(STAMP)
@@ -34,6 +34,10 @@ bench: $(STAMP)
 # Prefect server (unless PREFECT_API_URL is set) + work pool + deployments + worker; Ctrl-C stops them
 scheduler: $(STAMP)
 	$(BIN)/mmops schedule
+
+# Re-pin requirements.lock (versions + sha256) to what .venv holds, after changing dependencies
+lock:
+	$(BIN)/python scripts/lock.py
 
 clean:
 	rm -rf .mmops artifacts reports data

@@ -31,26 +31,41 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PY="$VENV/bin/python"
 
-# torch: CPU machines get the CPU build (a bare `torch` would pull a multi-GB CUDA build).
+# Python packages come from requirements.lock (scripts/lock.py, `make lock`): exact versions, each
+# checked against its sha256, nothing resolved at install time. It holds the CPU build of torch.
 # GPU users: set MMOPS_TORCH to the pip spec of their CUDA build, e.g.
 #   MMOPS_TORCH="torch==2.9.1 torchaudio==2.9.1 --index-url <your CUDA wheel index>" make setup
-# or install torch into .venv themselves first; an installed torch is kept.
-if ! "$PY" -c "import torch" >/dev/null 2>&1; then
-  if [ -n "${MMOPS_TORCH:-}" ]; then
+# or install a CUDA torch into .venv themselves first; an installed CUDA torch is kept. Either way
+# torch, torchaudio and torchvision are then left out of the lock (not hash-checked): pip installs
+# the torchaudio/torchvision that match that torch from the index.
+LOCK=requirements.lock
+own_torch=
+if [ -n "${MMOPS_TORCH:-}" ]; then
+  own_torch=1
+  if ! "$PY" -c "import torch" >/dev/null 2>&1; then
     echo ">> installing torch from MMOPS_TORCH: $MMOPS_TORCH"
     # shellcheck disable=SC2086
     "$PY" -m pip install -q $MMOPS_TORCH
-  else
-    echo ">> installing the CPU build of torch"
-    "$PY" -m pip install -q "torch==2.13.0"
   fi
+elif [ "$("$PY" -c 'import torch; print(torch.version.cuda is not None)' 2>/dev/null)" = "True" ]; then
+  own_torch=1
+fi
+if [ -n "$own_torch" ]; then
+  grep -vE '^(torch|torchaudio|torchvision)==' "$LOCK" >"$VENV/requirements-no-torch.lock"
+  LOCK="$VENV/requirements-no-torch.lock"
 fi
 
-echo ">> installing mmops and its dependencies"
-# The installed torch build is a constraint: pip then picks the torchvision that pins exactly this
-# torch and never swaps the build (a newer torchvision would pull a multi-GB CUDA torch).
-"$PY" -c 'import torch; print(f"torch=={torch.__version__}")' >"$VENV/torch-constraint.txt"
-"$PY" -m pip install -q -c "$VENV/torch-constraint.txt" -e ".[test]"
+echo ">> installing the locked dependencies ($LOCK)"
+"$PY" -m pip install -q --require-hashes --no-deps -r "$LOCK"
+echo ">> installing mmops (editable)"
+if [ -n "$own_torch" ]; then
+  # The installed torch build is a constraint: pip picks the torchaudio/torchvision that match it
+  # and never swaps the build; everything else is already satisfied by the lock.
+  "$PY" -c 'import torch; print(f"torch=={torch.__version__}")' >"$VENV/torch-constraint.txt"
+  "$PY" -m pip install -q --no-build-isolation -c "$VENV/torch-constraint.txt" -e .
+else
+  "$PY" -m pip install -q --no-build-isolation --no-deps -e .
+fi
 
 # Registry wheels of torchaudio are CUDA-linked; beside a CPU torch their compiled extension
 # fails to load. Without it torchaudio falls back to pure PyTorch code (MelSpectrogram,
@@ -99,5 +114,8 @@ PYEOF
   "$PY" -c "import torchvision" || { echo "error: torchvision does not import; see README (GPU)" >&2; exit 1; }
 fi
 
+"$PY" -m pip check
+# Every requirement of pyproject.toml (the test extra included) is in the lock, at its version.
+"$PY" scripts/lock.py --check
 touch "$VENV/.installed"
 echo ">> environment ready in $VENV"

@@ -7,8 +7,15 @@
 #   CUDA           docker build -f infra/docker/mmops.Dockerfile -t mmops:cuda \
 #                    --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 .
 # (docker compose -f infra/compose.yaml build does the same with the values in infra/.env.)
+#
+# The base image is pinned by digest (a tag can be re-pointed; a digest cannot). PYTHON_DIGEST is
+# "@sha256:<digest>" of python:${PYTHON_VERSION}-slim-bookworm; empty builds the moving tag.
+# TODO(pin): not filled in yet (the registry was unreachable where this was written). Look it up
+# and set it here, in infra/.env or with --build-arg, and refresh it with each base-image update:
+#   docker buildx imagetools inspect python:3.11-slim-bookworm --format '{{json .Manifest.Digest}}'
 ARG PYTHON_VERSION=3.11
-FROM python:${PYTHON_VERSION}-slim-bookworm
+ARG PYTHON_DIGEST=
+FROM python:${PYTHON_VERSION}-slim-bookworm${PYTHON_DIGEST}
 
 # torch first, from the index that matches the hardware; `pip install .` then keeps it
 # (the project's torch range admits it) instead of pulling PyPI's default CUDA build.
