@@ -91,7 +91,7 @@ def bench_log_model(tmp: Path, data_dir: Path, repeats: int) -> None:
     import mmops
     from mmops import stages
     from mmops.catalog import Catalog
-    from mmops.inference.pyfunc import MODEL_DIR_ARTIFACT, MultimodalPyfunc
+    from mmops.inference.pyfunc import MODEL_DIR_ARTIFACT, PYFUNC_CODE
     from mmops.params_file import load_params
     from mmops.registry.lineage import pip_requirements
 
@@ -109,7 +109,7 @@ def bench_log_model(tmp: Path, data_dir: Path, repeats: int) -> None:
         with mlflow.start_run():
             start = time.perf_counter()
             mlflow.pyfunc.log_model(
-                name="model", python_model=MultimodalPyfunc(), artifacts={MODEL_DIR_ARTIFACT: str(model_dir)},
+                name="model", python_model=str(PYFUNC_CODE), artifacts={MODEL_DIR_ARTIFACT: str(model_dir)},
                 code_paths=[str(Path(mmops.__file__).parent)], pip_requirements=pip_requirements(),
             )
             times.append(time.perf_counter() - start)
