@@ -40,6 +40,11 @@ RUN apt-get update \
 RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"
 
 WORKDIR /opt/mmops
+# Every dependency but the torch family (from TORCH_INDEX_URL above) from the hash-checked lock
+# (sha256 per file; CPython 3.11 on linux/amd64, like this base image on x86_64 hosts).
+COPY requirements.lock ./
+RUN grep -vE '^(torch|torchaudio|torchvision)==' requirements.lock > /tmp/deps.lock \
+ && pip install --require-hashes --no-deps -r /tmp/deps.lock && rm /tmp/deps.lock
 COPY pyproject.toml README.md params.yaml dvc.yaml ./
 COPY mmops ./mmops
 COPY flows ./flows
