@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import shutil
 import subprocess
 import sys
 import time
@@ -60,29 +59,22 @@ def _rss_mb(pid: int) -> float:
 
 
 @pytest.fixture(scope="module")
-def server(prepared, served_model_dir, small_dataset, tmp_path_factory):
-    """`mmops serve` of the session's trained model, registered as champion in a temp MLflow store."""
+def server(served_model_dir, tmp_path_factory):
+    """`mmops serve` of the session's trained model, registered as champion in a temp MLflow store
+    (logged the way `register` logs it; the gate is not under test here)."""
+    import mlflow
     from mlflow import MlflowClient
 
-    from mmops import stages
-    from mmops.catalog import VALIDATION_JSON, Catalog
+    from mmops.registry.register import log_pyfunc
 
     root = tmp_path_factory.mktemp("hostile")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     with mlflow_tracking(uri):
-        reports = root / "reports"
-        reports.mkdir()
-        shutil.copy(Catalog.from_paths(prepared.paths).validation_json, reports / VALIDATION_JSON)
-        params = prepared.model_copy(update={
-            "paths": prepared.paths.model_copy(update={"model": served_model_dir, "metrics": root / "metrics",
-                                                       "reports": reports}),
-            "registry": prepared.registry.model_copy(update={"model_name": NAME}),
-            "quantize": prepared.quantize.model_copy(update={"enabled": False}),
-        })
-        stages.evaluate(params, Catalog.from_paths(params.paths))
-        result = stages.register(params, Catalog.from_paths(params.paths, small_dataset))
-        if not result["promoted"]:  # the gate is not under test here
-            MlflowClient().set_registered_model_alias(NAME, "champion", result["version"])
+        client = MlflowClient()
+        experiment = client.create_experiment("hostile", artifact_location=(root / "artifacts").as_uri())
+        with mlflow.start_run(experiment_id=experiment):
+            version = log_pyfunc(client, served_model_dir, NAME, "model", {})
+        client.set_registered_model_alias(NAME, "champion", version)
         port = free_port()
         cmd = [sys.executable, "-m", "mmops.cli.serve", "serve", "--model-name", NAME, "--port", str(port),
                "--poll-interval", "0"]
