@@ -19,8 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from bench._report import record  # noqa: E402
+from datagen.hostile import PII_ADVERSARIAL  # noqa: E402
 from mmops.data.pii import scrub_pii  # noqa: E402
 
 BENCH = "pii"
@@ -39,18 +41,7 @@ WORDS = ("the a of to and in is it that for on with as was at by this be from or
 PII = ("jane.doe@example.org", "+44 20 7946 0958", "(555) 123-4567", "4111 1111 1111 1111",
        "GB82 WEST 1234 5698 7654 32", "192.168.1.20", "2001:db8::8a2e:370:7334")
 
-ADVERSARIAL: dict[str, Callable[[int], str]] = {
-    "atext run": lambda n: "!" * n,
-    "at signs": lambda n: "a@" * (n // 2),
-    "dotted domain": lambda n: "x@" + "a." * (n // 2),
-    "addresses": lambda n: "x@y.io " * (n // 7),
-    "digit groups": lambda n: "1 " * (n // 2),
-    "dotted digits": lambda n: "1." * (n // 2),
-    "plus and parens": lambda n: "+1 (2) " * (n // 7),
-    "iban prefixes": lambda n: "GB82 WEST " * (n // 10),
-    "card groups": lambda n: "4111 " * (n // 5),
-    "colons": lambda n: "1:a::" * (n // 5),
-}
+ADVERSARIAL: dict[str, Callable[[int], str]] = PII_ADVERSARIAL
 
 
 def prose(n: int, seed: int = 0, pii_rate: float = 0.01) -> str:

@@ -3,6 +3,7 @@ from collections import Counter
 
 import pytest
 
+from datagen.hostile import PII_ADVERSARIAL
 from mmops.data.pii import EMAIL_TOKEN, PHONE_TOKEN, TOKENS, find_pii, scrub_pii, scrub_texts
 
 
@@ -113,22 +114,8 @@ def test_idempotent_and_clean_on_random_mixtures(monkeypatch):
     assert [scrub_pii(t) for t in texts] == scrubbed
 
 
-# Inputs that make a backtracking scanner quadratic (the old e-mail pattern took ~1 s on "!" * 8000),
-# each followed by a tail that switches every pass on.
-ADVERSARIAL = {
-    "atext run": lambda n: "!" * n,
-    "at signs": lambda n: "a@" * (n // 2),
-    "dotted local part": lambda n: "a." * (n // 2) + "@",
-    "dotted domain": lambda n: "x@" + "a." * (n // 2),
-    "addresses": lambda n: "x@y.io " * (n // 7),
-    "digits": lambda n: "1" * n,
-    "digit groups": lambda n: "1 " * (n // 2),
-    "dotted digits": lambda n: "1." * (n // 2),
-    "plus and parens": lambda n: "+1 (2) " * (n // 7),
-    "iban prefixes": lambda n: "GB82 WEST " * (n // 10),
-    "card groups": lambda n: "4111 " * (n // 5),
-    "colons": lambda n: "1:a::" * (n // 5),
-}
+# each family is followed by a tail that switches every pass on (see the linear-time test)
+ADVERSARIAL = PII_ADVERSARIAL
 
 
 def _cpu_seconds(text: str, repeats: int) -> float:

@@ -61,3 +61,21 @@ def photo_with_gps(fmt: str = "JPEG", size: tuple[int, int] = (48, 32)) -> tuple
     img.save(tagged, format=fmt, exif=exif, **kw)
     img.save(plain, format=fmt, **kw)
     return tagged.getvalue(), plain.getvalue()
+
+
+# Texts that make a backtracking PII scanner quadratic (the old e-mail pattern took ~1 s on
+# "!" * 8000): family -> n -> about n characters. Used by tests/data/test_pii.py and bench/bench_pii.py.
+PII_ADVERSARIAL = {
+    "atext run": lambda n: "!" * n,
+    "at signs": lambda n: "a@" * (n // 2),
+    "dotted local part": lambda n: "a." * (n // 2) + "@",
+    "dotted domain": lambda n: "x@" + "a." * (n // 2),
+    "addresses": lambda n: "x@y.io " * (n // 7),
+    "digits": lambda n: "1" * n,
+    "digit groups": lambda n: "1 " * (n // 2),
+    "dotted digits": lambda n: "1." * (n // 2),
+    "plus and parens": lambda n: "+1 (2) " * (n // 7),
+    "iban prefixes": lambda n: "GB82 WEST " * (n // 10),
+    "card groups": lambda n: "4111 " * (n // 5),
+    "colons": lambda n: "1:a::" * (n // 5),
+}
