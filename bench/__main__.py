@@ -74,35 +74,6 @@ def print_table(rows: list[dict]) -> None:
     Console(width=160).print(table)
 
 
-def markdown(results: dict) -> str:
-    """The README's benchmark table: the machine, then one row per figure."""
-    m = results["machine"]
-    head = (f"Latest `make bench` ({results['when'][:10]}; {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, "
-            f"GPU: {m['gpu'] or 'none'}, torch {m['torch']}). Written to `bench/results.json`:\n\n")
-    rows = ["| bench | figure | value | goal | detail |", "| --- | --- | --- | --- | --- |"]
-    rows += [f"| {r['bench']} | {r['figure']} | {r['value']:.4g} {r['unit']} | {r['goal']} | {r['detail']} |".replace("  |", " |")
-             for r in results["figures"]]
-    return head + "\n".join(rows) + "\n"
-
-
-def update_readme(results: dict) -> None:
-    """Replace the README's generated sections (the benchmark table; the bring-your-own-data table)."""
-    readme = HERE.parent / "README.md"
-    text = readme.read_text()
-    sections = {"bench": markdown(results)}
-    if (HERE / "byod.md").exists():
-        sections["byod"] = (HERE / "byod.md").read_text()
-    for name, body in sections.items():
-        begin, end = f"<!-- {name}:begin", f"<!-- {name}:end -->"
-        if begin in text and end in text:
-            head, rest = text.split(begin, 1)
-            marker, _ = rest.split("\n", 1)
-            _, tail = rest.split(end, 1)
-            text = f"{head}{begin}{marker}\n{body}{end}{tail}"
-    readme.write_text(text)
-    print(f"updated {readme}")
-
-
 def main(argv: list[str]) -> int:
     wanted = set(argv)
     scripts = [s for s in sorted(HERE.glob("bench_*.py")) if not wanted or s.stem.removeprefix("bench_") in wanted]
@@ -121,7 +92,9 @@ def main(argv: list[str]) -> int:
     }
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"written {RESULTS}")
-    update_readme(results)
+    from bench.readme import update
+
+    print(f"updated README.md sections: {', '.join(update())}")
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0

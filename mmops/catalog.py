@@ -29,7 +29,10 @@ CHECKPOINT = "checkpoint.pt"
 INT8_CHECKPOINT = "checkpoint_int8.pt"
 TEXT_BACKBONE = "text_backbone"
 AUDIO_BACKBONE = "audio_backbone"
+BASE_WEIGHTS = "base_weights.json"  # frozen pretrained tensors referenced by sha256, not stored
+# beside model/ (never inside it: the model folder is what gets registered)
 RESUME_STATE = "last.pt"  # training-resume state, written every epoch; never registered
+TRAIN_STATE_SUFFIX = ".train_state"  # <model>.train_state/last.pt
 HISTORY_JSON = "history.json"
 # metrics/
 METRICS_JSON = "metrics.json"
@@ -95,6 +98,11 @@ class Catalog:
         return self.features / RESOLVED_YAML
 
     @property
+    def resume_state(self) -> Path:
+        """The training-resume state of `model` (beside the model folder, so never registered)."""
+        return resume_state_file(self.model)
+
+    @property
     def metrics_json(self) -> Path:
         return self.metrics / METRICS_JSON
 
@@ -114,3 +122,10 @@ class Catalog:
 def split_file(features_dir: str | Path, split: str) -> Path:
     """The tensor file of one featurized split."""
     return Path(features_dir) / f"{split}{SPLIT_SUFFIX}"
+
+
+def resume_state_file(model_dir: str | Path) -> Path:
+    """Where training keeps the resume state of the model folder `model_dir`: a sibling folder
+    (`artifacts/model.train_state/last.pt`), one per model folder, outside what is registered."""
+    model_dir = Path(model_dir)
+    return model_dir.with_name(model_dir.name + TRAIN_STATE_SUFFIX) / RESUME_STATE

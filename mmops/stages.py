@@ -92,7 +92,7 @@ def evaluate(params: Params, paths: Catalog) -> dict:
     """Score the model folder on the test split(s); write `paths.metrics`."""
     from mmops.evaluate import evaluate as run
 
-    return run(paths.model, paths.features, paths.metrics)
+    return run(paths.model, paths.features, paths.metrics, data_dir=paths.data)
 
 
 def register(params: Params, paths: Catalog) -> dict:

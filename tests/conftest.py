@@ -82,8 +82,8 @@ def prepared(tmp_path_factory, tiny_text_model, small_dataset):
     from mmops.params_file import load_params
 
     root = tmp_path_factory.mktemp("prepared")
-    params = load_params(None, overrides_for(root, tiny_text_model))
-    paths = Catalog.from_paths(params.paths, data=small_dataset)
+    params = load_params(None, [*overrides_for(root, tiny_text_model), f"paths.data={small_dataset}"])
+    paths = Catalog.from_paths(params.paths)  # every catalogue built from these params reads the small dataset
     stages.validate(params, paths)
     stages.preprocess(params, paths)
     return stages.resolved(params, paths)  # `auto` replaced by what preprocess derived from the data

@@ -89,17 +89,29 @@ def demo_data_cmd(
 @app.command("validate")
 def validate_cmd(
     data_dir: Annotated[Optional[Path], typer.Argument(help="dataset folder (default: paths.data)")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", help="report folder (default: paths.reports for the pipeline's dataset, else DATA_DIR.validation "
+                      "beside DATA_DIR)")] = None,
     params: ParamsOpt = Path("params.yaml"),
     set_: SetOpt = None,
 ) -> None:
     """Validate a dataset (Great Expectations + media checks); non-zero exit on any error."""
+    from dataclasses import replace
+
     from mmops import stages
     from mmops.validate import print_report
 
     p, paths = _stage_inputs(params, set_, data_dir, check_components=False)  # no model is built: no torch
-    report = _guard(lambda: stages.validate(p, paths))
+    explicit = any(o.replace(" ", "").startswith("paths.reports=") for o in set_ or [])
+    if out is None and not explicit and data_dir is not None and data_dir.resolve() != Path(p.paths.data).resolve():
+        out = data_dir.resolve().parent / f"{data_dir.resolve().name}.validation"  # keep the pipeline's report (and dvc status) intact
+    paths = replace(paths, reports=out) if out is not None else paths
+    try:
+        report = _guard(lambda: stages.validate(p, paths))
+    finally:
+        console.print(f"report in {paths.reports}")
     print_report(report, console)
-    console.print(f"passed; report in {paths.reports}")
+    console.print("passed")
 
 
 @app.command("profile")
@@ -212,9 +224,14 @@ def _registry(params: Path, overrides: list[str] | None):
 
 
 def _print_move(result, verb: str) -> None:
+    """One line per alias moved: `rolled back: champion_int8 (unset) -> v2 (#7, erin@ops)`."""
     for e in result.events:
-        console.print(f"{verb}: {e.alias} v{e.from_version or '-'} -> {'v' + e.to_version if e.to_version else '(removed)'}"
-                      f" (#{e.seq}, {e.actor})")
+        was, now = f"v{e.from_version}" if e.from_version else "(unset)", f"v{e.to_version}" if e.to_version else "(removed)"
+        console.print(f"{verb}: {e.alias} {was} -> {now} (#{e.seq}, {e.actor})", soft_wrap=True)
+    pinned = [e for e in result.events if e.pinned]
+    if pinned:
+        console.print(f"champion pinned to v{pinned[0].to_version}: automatic promotion is suspended until "
+                      "`mmops release --reason ...`", soft_wrap=True)
 
 
 @app.command("promote")
@@ -224,14 +241,19 @@ def promote_cmd(
     expect: Annotated[Optional[str], typer.Option(
         "--expect-champion", help="compare-and-set: refuse unless the champion is still this version")] = None,
     force: Annotated[bool, typer.Option("--force", help="promote a version the gate rejected")] = False,
+    no_pin: Annotated[bool, typer.Option(
+        "--no-pin", help="do not pin: automatic promotion continues (an existing pin is lifted)")] = False,
     params: ParamsOpt = Path("params.yaml"),
     set_: SetOpt = None,
 ) -> None:
-    """Point `champion` at VERSION (its int8 variant follows as `champion_int8`); recorded in the history."""
+    """Point `champion` at VERSION (its int8 variant follows as `champion_int8`); recorded in the history.
+
+    Pins the champion (a human decision): automatic promotion waits for `mmops release`, unless --no-pin."""
     from mmops.registry.promotion import ANY_CHAMPION, promote
 
     client, name = _registry(params, set_)
-    _print_move(_guard(lambda: promote(client, name, version, reason, expect or ANY_CHAMPION, force)), "promoted")
+    _print_move(_guard(lambda: promote(client, name, version, reason, expect or ANY_CHAMPION, force, pin=not no_pin)),
+                "promoted")
 
 
 @app.command("rollback")
@@ -241,11 +263,23 @@ def rollback_cmd(
     params: ParamsOpt = Path("params.yaml"),
     set_: SetOpt = None,
 ) -> None:
-    """Point `champion` back at the previous champion from the history (or --to VERSION)."""
+    """Point `champion` back at the previous champion from the history (or --to VERSION); pins it
+    (automatic promotion waits for `mmops release`)."""
     from mmops.registry.promotion import rollback
 
     client, name = _registry(params, set_)
     _print_move(_guard(lambda: rollback(client, name, reason, to)), "rolled back")
+
+
+@app.command("release")
+def release_cmd(reason: ReasonOpt, params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Remove the pin a manual promote or rollback put on `champion`: automatic promotion resumes."""
+    from mmops.registry.promotion import release
+
+    client, name = _registry(params, set_)
+    event = _guard(lambda: release(client, name, reason))
+    console.print(f"released: champion v{event.to_version} is no longer pinned; the next registration that "
+                  f"passes the gate is promoted automatically (#{event.seq}, {event.actor})", soft_wrap=True)
 
 
 @app.command("history")
@@ -255,14 +289,14 @@ def history_cmd(
     set_: SetOpt = None,
 ) -> None:
     """Every alias move of the registered model: time, actor, reason, from -> to, rule results."""
-    from mmops.registry.promotion import history_table, read_history
+    from mmops.registry.promotion import history_table, read_history, read_pin
 
     client, name = _registry(params, set_)
     events = read_history(client, name)
     if as_json:
         print(json.dumps([e.model_dump() for e in events], indent=2))
     else:
-        Console().print(history_table(name, events))
+        Console().print(history_table(name, events, read_pin(client, name)))
 
 
 @app.command("ablate")
@@ -331,13 +365,26 @@ def _serving_commands() -> None:
     app.command("predict")(predict_command)
 
 
+def _operator_commands() -> None:
+    from mmops.cli.maintenance import gc_command
+    from mmops.cli.tools import env_command, ui_command
+
+    app.command("gc")(gc_command)
+    app.command("env")(env_command)
+    app.command("ui")(ui_command)
+
+
+_operator_commands()
+
+
 _serving_commands()
 
 
 def print_summary(registry: dict, metrics: dict | None, resolved: list[tuple[str, str]] | None = None) -> None:
+    """The run's result: a two-column table whose values fold (never `…`), then how to browse MLflow."""
     table = Table(title=f"{registry['model_name']} v{registry['version']}")
-    table.add_column("item")
-    table.add_column("value")
+    table.add_column("item", no_wrap=True)
+    table.add_column("value", overflow="fold")
     for setting, value in resolved or []:  # what `auto` became on this data
         table.add_row(f"data: {setting}", value)
     if metrics:
@@ -348,17 +395,42 @@ def print_summary(registry: dict, metrics: dict | None, resolved: list[tuple[str
     decision = registry["decision"]
     for rule in decision["rules"]:
         table.add_row(f"gate: {rule['rule']}", f"{'pass' if rule['passed'] else 'FAIL'} ({rule['value']} vs {rule['threshold']})")
-    verdict = "promoted to champion" if registry["promoted"] else f"not promoted; champion stays v{registry['champion_version']}"
-    table.add_row("decision", verdict)
+    table.add_row("decision", _verdict(registry))
+    if registry.get("reused"):
+        table.add_row("registration", f"reused v{registry['version']} (same model content); no new version")
+    pin = registry.get("pin")
+    if pin:
+        table.add_row("pin", f"champion pinned to v{pin['version']} by {pin['actor']} at "
+                      f"{pin['time'].replace('T', ' ')[:19]}: {pin['reason']}; `mmops release` resumes "
+                      "automatic promotion")
     quant = registry.get("quantized")
     if quant:
         where = f"registered as v{quant['version']}" if quant["version"] else "not registered"
-        table.add_row("int8 variant", f"{where} (accuracy drop {quant['accuracy_drop']:+.4f}, size x{quant['size_ratio']:.2f}, "
-                      f"latency x{quant['latency_ratio']:.2f})")
+        numbers = [f"{label} {fmt.format(quant[key])}" for label, key, fmt in (
+            ("accuracy drop", "accuracy_drop", "{:+.4f}"), ("size", "size_ratio", "x{:.2f}"),
+            ("latency", "latency_ratio", "x{:.2f}")) if quant.get(key) is not None]
+        table.add_row("int8 variant", f"{where} ({', '.join(numbers)})" if numbers else where)
     table.add_row("MLflow store", registry["tracking_uri"])
-    Console().print(table)
+    out = Console()
+    out.print(table)
     uri = registry["tracking_uri"]
-    Console().print(f"Open the MLflow UI: mlflow ui --backend-store-uri {uri} --port 5000  (then http://127.0.0.1:5000)")
+    out.print("Open the MLflow UI: mmops ui mlflow", soft_wrap=True)
+    out.print(f"  or: mlflow ui --backend-store-uri {uri} --port 5000", soft_wrap=True)
+    out.print("  then http://127.0.0.1:5000", soft_wrap=True)
+
+
+def _verdict(registry: dict) -> str:
+    champion, version = registry.get("champion_version"), str(registry["version"])
+    stays = f"champion stays v{champion}" if champion else "no champion"
+    if registry.get("held"):  # the `pin` row says by whom, when, why
+        return f"would promote, but pinned; {stays}"
+    if registry["promoted"]:
+        if champion and str(champion) != version:  # a cached result: the champion moved since
+            return f"promoted to champion then; the champion is now v{champion}"
+        return "promoted to champion"
+    if champion == version:
+        return "already the champion"
+    return f"not promoted; {stays}"
 
 
 def main() -> None:  # pragma: no cover - console script entry

@@ -2,61 +2,30 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from mmops.atomic import atomic_write_json, atomic_write_text, remove_stale_temps
-from mmops.catalog import METRICS_JSON, PER_CLASS_JSON, SHIFT_MD, split_file
+from mmops.catalog import METRICS_JSON, PER_CLASS_JSON, SHIFT_MD, SPLITS_CSV, split_file
 from mmops.data.manifest import SHIFTED
 from mmops.evaluate.metrics import (
     classification_metrics,
     per_class_report,
     probability_metrics,
 )
+from mmops.evaluate.latency import (
+    SINGLE_REQUESTS,
+    frozen_test_rows,
+    model_only_latency,
+    request_rows,
+    served_latency,
+)
 from mmops.evaluate.plots import write_plots
-from mmops.models.batch import index
 from mmops.inference.model_dir import load_model_dir
-from mmops.inference.predict import predict_logits
+from mmops.inference.predict import SERVE_MAX_BATCH_SIZE, predict_logits, serve_torch_threads
 from mmops.models.classifier import with_frozen_embeddings
-
-LATENCY_SINGLE_SAMPLES = 50
-LATENCY_BATCH_REPEATS = 3
-
-
-def _ms_stats(per_sample_ms: list[float]) -> dict[str, float]:
-    arr = np.asarray(per_sample_ms, dtype=np.float64)
-    return {"p50_ms": float(np.percentile(arr, 50)), "p95_ms": float(np.percentile(arr, 95)), "n_timed": int(arr.size)}
-
-
-def measure_latency(model, test: dict, device, batch_size: int, max_single: int = LATENCY_SINGLE_SAMPLES) -> dict:
-    """Per-sample forward latency (ms) through `predict_logits`, at batch 1 and at `batch_size`.
-
-    Machine-dependent: measured on whatever ran the stage, on `device`, after one warm-up call.
-    """
-    n = len(test["labels"])
-    predict_logits(model, index(test, torch.arange(min(n, batch_size))), device, batch_size)  # warm-up
-    single = []
-    for i in range(min(n, max_single)):
-        sample = index(test, torch.arange(i, i + 1))
-        start = time.perf_counter()
-        predict_logits(model, sample, device, 1)
-        single.append((time.perf_counter() - start) * 1000)
-    batched = []
-    for _ in range(LATENCY_BATCH_REPEATS):
-        for lo in range(0, n, batch_size):
-            chunk = index(test, torch.arange(lo, min(lo + batch_size, n)))
-            start = time.perf_counter()
-            predict_logits(model, chunk, device, batch_size)
-            batched.append((time.perf_counter() - start) * 1000 / len(chunk["labels"]))
-    return {
-        "torch_threads": torch.get_num_threads(),  # numbers only: metrics.json is logged to MLflow as-is
-        "batch_1": _ms_stats(single),
-        f"batch_{batch_size}": _ms_stats(batched),
-    }
-
 
 def shift_report(metrics: dict) -> str:
     """In-domain vs shifted test scores as a Markdown table (empty without a shifted split)."""
@@ -70,10 +39,17 @@ def shift_report(metrics: dict) -> str:
     return f"In-domain test ({metrics['n_test']} samples) vs `test_shifted` ({metrics['shifted']['n']}):\n\n" + "\n".join(rows) + "\n"
 
 
-def evaluate(model_dir: Path, features_dir: Path, out_dir: Path, batch_size: int = 128) -> dict:
+def evaluate(
+    model_dir: Path, features_dir: Path, out_dir: Path, batch_size: int = 128, *,
+    data_dir: Path | None = None, serve_batch_size: int = SERVE_MAX_BATCH_SIZE,
+) -> dict:
     """Write `metrics.json`, `per_class.json`, the evaluation PNGs and DVC plot data files to `out_dir`.
 
     With a `test_shifted.pt` split, `metrics["shifted"]` holds its scores and `shift.md` compares them.
+    `metrics["latency"]` times the served path on raw test rows of `data_dir` (the dataset the
+    features were built from; `mmops.evaluate.latency`), at batch 1 and `serve_batch_size`. Without
+    `data_dir` only `latency.model_only` is measured, and a gate rule on `latency.batch_1.*` fails
+    as an unknown key rather than pass on a number that leaves out preprocessing and the encoders.
     """
     loaded = load_model_dir(model_dir)
     test = with_frozen_embeddings(loaded.model, torch.load(split_file(features_dir, "test"), weights_only=True))
@@ -93,7 +69,14 @@ def evaluate(model_dir: Path, features_dir: Path, out_dir: Path, batch_size: int
         shifted_probs = torch.softmax(predict_logits(loaded.model, shifted, device, batch_size), dim=1).numpy()
         metrics["shifted"] = {**probability_metrics(shifted["labels"].numpy(), shifted_probs), "n": len(shifted["labels"])}
         metrics["shift_gap"] = {k: metrics[k] - metrics["shifted"][k] for k in ("accuracy", "macro_f1")}
-    metrics["latency"] = measure_latency(loaded.model, test, device, batch_size)
+    threads = serve_torch_threads()
+    latency: dict = {}
+    if data_dir is not None:
+        frame = frozen_test_rows(Path(data_dir), Path(features_dir) / SPLITS_CSV)
+        rows = request_rows(frame, max(SINGLE_REQUESTS, serve_batch_size))  # bounded: files read once, here
+        latency = served_latency(loaded, rows, serve_batch_size, threads)
+    latency["model_only"] = model_only_latency(loaded.model, test, device, serve_batch_size, threads)
+    metrics["latency"] = latency
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -2,18 +2,29 @@
 
     checkpoint.pt        fp32 state dict + params + classes        (or)
     checkpoint_int8.pt   the dynamic int8 variant of the same model
+    base_weights.json    (optional) frozen pretrained tensors left out of the checkpoint, by sha256:
+                         {"text": {"sha256", "file", "source", "prefix", "strip", "tensors"}}
     text_backbone/       the text encoder's config and tokenizer (weights live in the checkpoint)
     audio_backbone/      a Hugging Face audio encoder's config (weights live in the checkpoint)
 
 `load_model_dir` reads either checkpoint through the same steps, so a variant decodes its inputs
 exactly as the fp32 model does.
+
+Frozen pretrained backbones: a tensor of a frozen encoder's backbone that is bit-identical to the
+pretrained safetensors file it was loaded from is not stored; `base_weights.json` names that file
+by sha256, and loading fills the missing tensors from the verified file
+(`mmops.models.pretrained.find_base_weights`). The registry stores each such file once per content
+hash (its blob store), so a version costs its trained weights, not another copy of MiniLM. The
+training-resume state never lives here (`Catalog.resume_state`).
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import shutil
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,10 +32,12 @@ import torch
 from torch import nn
 
 from mmops.atomic import atomic_path
-from mmops.catalog import AUDIO_BACKBONE, CHECKPOINT, INT8_CHECKPOINT, TEXT_BACKBONE
+from mmops.atomic import atomic_write_json
+from mmops.catalog import AUDIO_BACKBONE, BASE_WEIGHTS, CHECKPOINT, INT8_CHECKPOINT, TEXT_BACKBONE
 from mmops.config import Params
 from mmops.features.extract import FeatureExtractor
 from mmops.models import MultimodalClassifier, tokenizer_source
+from mmops.models.pretrained import find_base_weights, single_safetensors, weights_sha256
 
 INT8_QUANTIZATION = "dynamic_int8_linear"
 
@@ -93,6 +106,88 @@ def folder_params(ckpt: dict, model_dir: Path) -> Params:
     return Params.model_validate(raw)
 
 
+def _base_tensors(file: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(file))
+
+
+def lean_checkpoint(model: nn.Module, state_dict: dict,
+                    sources: dict[str, tuple[Path, str]] | None = None) -> tuple[dict, dict[str, dict]]:
+    """`state_dict` without the frozen backbone tensors that equal their pretrained file, and the
+    `base_weights.json` entries that reference those files (by sha256). A backbone from a sharded
+    or pickle file, or trained, is stored in full (no entry).
+
+    `sources`: modality -> (verified local file, path recorded as its source), for a model rebuilt
+    from a folder (whose `pretrained` names a config-only folder); default: the encoder's `pretrained`."""
+    encoders = getattr(model, "encoders", {})
+    state, bases = _copy_state(state_dict), {}
+    for m, encoder in encoders.items():
+        backbone, cfg = getattr(encoder, "backbone", None), getattr(encoder, "cfg", None)
+        if backbone is None or not getattr(encoder, "frozen", False) or not getattr(cfg, "pretrained", None):
+            continue
+        source = single_safetensors(cfg.pretrained) if sources is None else (sources.get(m) or (None,))[0]
+        if source is None:
+            continue
+        recorded = str(source) if sources is None else sources[m][1]
+        prefix, strip = f"encoders.{m}.backbone.", getattr(backbone, "base_model_prefix", "") or ""
+        dropped = 0
+        for key, base in _base_tensors(source).items():
+            name = prefix + _strip(key, strip)
+            value = state.get(name)
+            if (isinstance(value, torch.Tensor) and not value.is_quantized and value.shape == base.shape
+                    and value.dtype == base.dtype and torch.equal(value.detach().cpu(), base)):
+                del state[name]
+                dropped += 1
+        if dropped:
+            bases[m] = {"sha256": weights_sha256(source), "file": source.name, "source": recorded,
+                        "prefix": prefix, "strip": strip, "tensors": dropped}
+    return state, bases
+
+
+def _copy_state(state_dict: dict) -> OrderedDict:
+    """A shallow copy that keeps the `_metadata` (module versions) quantised modules load by."""
+    state = OrderedDict(state_dict)
+    if hasattr(state_dict, "_metadata"):
+        state._metadata = state_dict._metadata
+    return state
+
+
+def _strip(key: str, prefix: str) -> str:
+    return key[len(prefix) + 1:] if prefix and key.startswith(prefix + ".") else key
+
+
+def write_base_weights(model_dir: Path, bases: dict[str, dict]) -> None:
+    """Write (or, with no entries, remove) the folder's `base_weights.json`."""
+    path = Path(model_dir) / BASE_WEIGHTS
+    if bases:
+        atomic_write_json(path, bases)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def read_base_weights(model_dir: Path) -> dict[str, dict]:
+    """The folder's `base_weights.json` entries ({} for a self-contained folder)."""
+    path = Path(model_dir) / BASE_WEIGHTS
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def with_base_weights(model_dir: Path, state_dict: dict, expected: set[str]) -> dict:
+    """`state_dict` completed with the frozen tensors `base_weights.json` references, each read
+    from a file whose sha256 was checked first; only keys in `expected` that are missing are filled."""
+    bases = read_base_weights(model_dir)
+    if not bases:
+        return state_dict
+    state = _copy_state(state_dict)
+    for m, entry in bases.items():
+        file = find_base_weights(entry["sha256"], entry.get("source"), f"{Path(model_dir) / BASE_WEIGHTS} [{m}]")
+        for key, value in _base_tensors(file).items():
+            name = entry["prefix"] + _strip(key, entry.get("strip", ""))
+            if name in expected and name not in state:
+                state[name] = value
+    return state
+
+
 def load_model_dir(model_dir: Path, device: str = "cpu") -> LoadedModel:
     """Rebuild the classifier (fp32, or int8: fp32 skeleton -> quantise -> int8 weights) and its
     feature extractor from a model folder."""
@@ -101,7 +196,7 @@ def load_model_dir(model_dir: Path, device: str = "cpu") -> LoadedModel:
     model = MultimodalClassifier(params.model, len(ckpt["classes"]), load_weights=False, features=params.features).eval()
     if ckpt.get("quantization") == INT8_QUANTIZATION:
         model = quantize_model(model)
-    model.load_state_dict(ckpt["state_dict"])
+    model.load_state_dict(with_base_weights(model_dir, ckpt["state_dict"], set(model.state_dict())))
     model.to(device).eval()
     extractor = FeatureExtractor.for_model(params.features, params.model)
     return LoadedModel(model, extractor, params, list(ckpt["classes"]))
@@ -112,7 +207,10 @@ def save_int8_dir(model_dir: Path, int8: nn.Module, out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt = torch.load(Path(model_dir) / CHECKPOINT, map_location="cpu", weights_only=True)
-    ckpt["state_dict"] = int8.state_dict()
+    # the tensors quantisation leaves as they were (embeddings, LayerNorms) are referenced too
+    sources = {m: (find_base_weights(e["sha256"], e.get("source"), f"{Path(model_dir) / BASE_WEIGHTS} [{m}]"),
+                   e.get("source") or "") for m, e in read_base_weights(model_dir).items()}
+    ckpt["state_dict"], bases = lean_checkpoint(int8, int8.state_dict(), sources)
     ckpt["quantization"] = INT8_QUANTIZATION
     with warnings.catch_warnings(), atomic_path(out_dir / INT8_CHECKPOINT) as tmp:
         warnings.simplefilter("ignore", UserWarning)
@@ -120,4 +218,5 @@ def save_int8_dir(model_dir: Path, int8: nn.Module, out_dir: Path) -> Path:
     for backbone in (TEXT_BACKBONE, AUDIO_BACKBONE):
         if (Path(model_dir) / backbone).is_dir():
             shutil.copytree(Path(model_dir) / backbone, out_dir / backbone, dirs_exist_ok=True)
+    write_base_weights(out_dir, bases)
     return out_dir

@@ -6,10 +6,12 @@ predict` and `mmops serve` all come through here.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -25,6 +27,15 @@ from mmops.inference.model_dir import (
 )
 from mmops.inference.verify import load_registered, resolve_models_uri
 from mmops.models.classifier import with_frozen_embeddings
+
+# Serving defaults, here so that the server (`ServeSettings`) and the evaluate stage's served-path
+# latency (`mmops.evaluate.latency`) agree on them without evaluate importing the serving layer.
+SERVE_MAX_BATCH_SIZE = 32  # rows per model call
+
+
+def serve_torch_threads() -> int:
+    """Intra-op threads of a serving model call: half the cores, 1..4 (oversubscribed OpenMP is very slow)."""
+    return max(1, min(4, (os.cpu_count() or 2) // 2))
 
 
 @torch.no_grad()
@@ -57,6 +68,24 @@ def predict_frame(loaded: LoadedModel, frame: pd.DataFrame, batch_size: int = 64
     out = pd.DataFrame(probs.numpy(), columns=loaded.classes)
     out.insert(0, "label", [loaded.classes[i] for i in probs.argmax(1).tolist()])
     return out
+
+
+def predict_rows(loaded: LoadedModel, rows: list[dict], version: str | None = None) -> list[dict]:
+    """Rows as the server hands them to the model -> one prediction dict per row.
+
+    A row is {"text": str | None, "image": bytes | None, "audio": bytes | None} (a path works too);
+    None or empty means missing. Out: {"label", "probabilities": {class: p}, "model_version"}.
+    This is one serving model call (`mmops serve` runs it per micro-batch): decode, featurize, the
+    text encoder, the forward pass and the answer's shape, so the evaluate stage times it as is.
+    """
+    frame = pd.DataFrame(rows, columns=list(MODALITIES))
+    out = predict_frame(loaded, frame, batch_size=max(len(rows), 1))
+    classes = list(loaded.classes)
+    probs = out[classes].to_numpy(dtype=np.float64)
+    return [
+        {"label": str(label), "probabilities": dict(zip(classes, map(float, p))), "model_version": version}
+        for label, p in zip(out["label"], probs)
+    ]
 
 
 def warm_up(loaded: LoadedModel) -> None:

@@ -23,7 +23,7 @@ from mmops.data.manifest import MEDIA_COLUMNS
 from mmops.errors import UserError
 from mmops.inference.model_dir import load_model_dir
 from mmops.inference.predict import predict_frame
-from mmops.inference.verify import MODEL_DIR_ARTIFACT, verify_model_dir
+from mmops.inference.verify import MODEL_DIR_ARTIFACT, fetch_base_weights, verify_model_dir
 
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
 MEDIA_ROOT_ENV = "MMOPS_MEDIA_ROOT"
@@ -57,6 +57,9 @@ class MultimodalPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         model_dir = Path(context.artifacts[MODEL_DIR_ARTIFACT])
         verify_model_dir(model_dir, dict(context.model_config or {}), "the pyfunc's model_dir")
+        # frozen pretrained weights referenced by sha256: local cache or training path, else the
+        # blob store of the registry MLFLOW_TRACKING_URI names (a clear error when it has none)
+        fetch_base_weights(model_dir)
         self.loaded = load_model_dir(model_dir)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:

@@ -9,7 +9,11 @@ Registration records, on the model version itself (in the same call that creates
 
 `load_registered` downloads the version's MLmodel file, finds the model folder through it (read
 as YAML data, never executed), downloads only that folder, verifies it and loads it with `load_model_dir`
-(tensors only, `weights_only=True`). Nothing of MLflow's pickled or code-based pyfunc runs. With
+(tensors only, `weights_only=True`). A folder that references frozen pretrained weights by sha256
+(`base_weights.json`, covered by the hash like every file) gets them from the local blob cache,
+the path they were trained from, or else the registry's blob store (one run per digest in the
+experiment `mmops-blobs`, written once per content hash at registration); a fetched blob is hashed
+before it enters the cache, and one whose sha256 differs is refused, named. Nothing of MLflow's pickled or code-based pyfunc runs. With
 a signing key set where models are loaded, a version without a valid signature is refused too:
 then someone who can write to the registry but lacks the key cannot get a model served.
 """
@@ -25,9 +29,10 @@ from pathlib import Path
 
 import yaml
 
-from mmops.data.hashing import digests_sha256, tree_digests
+from mmops.data.hashing import digests_sha256, file_sha256, tree_digests
 from mmops.errors import UserError
-from mmops.inference.model_dir import LoadedModel, load_model_dir
+from mmops.inference.model_dir import LoadedModel, load_model_dir, read_base_weights
+from mmops.models.pretrained import BaseWeightsMissing, blob_cache_file, find_base_weights
 
 MODEL_HASH_TAG = "lineage.model_hash"
 MODEL_FILES_TAG = "lineage.model_files"
@@ -35,6 +40,9 @@ SIGNATURE_TAG = "lineage.model_signature"
 SIGNING_KEY_ENV = "MMOPS_MODEL_SIGNING_KEY"
 MODEL_DIR_ARTIFACT = "model_dir"  # the pyfunc artifact that holds the model folder
 MAX_TAG_CHARS = 5000  # model-version tag values are VARCHAR(5000) in MLflow's SQL stores
+BLOB_EXPERIMENT = "mmops-blobs"  # one run per frozen-weights digest, its file as the run's artifact
+BLOB_TAG = "mmops.blob.sha256"
+BLOB_DIR = "blobs/sha256"  # artifact path of a blob in its run: blobs/sha256/<digest>/<file name>
 
 
 class ModelVerificationError(UserError, RuntimeError):
@@ -130,4 +138,55 @@ def load_registered(name: str, version: str, dst: Path, client=None) -> LoadedMo
     relative = registered_model_dir(mlmodel.read_text())
     model_dir = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{location}/{relative}", dst_path=str(dst)))
     verify_model_dir(model_dir, tags, f"{name} v{version}")
+    fetch_base_weights(model_dir, client)
     return load_model_dir(model_dir)
+
+
+def blob_run_id(client, sha256: str) -> str | None:
+    """The finished run of the blob store that holds the file of digest `sha256`, if any."""
+    experiment = client.get_experiment_by_name(BLOB_EXPERIMENT)
+    if experiment is None:
+        return None
+    runs = client.search_runs(
+        [experiment.experiment_id], f"tags.`{BLOB_TAG}` = '{sha256}' and attributes.status = 'FINISHED'",
+        max_results=1, order_by=["attributes.start_time ASC"],
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def fetch_base_weights(model_dir: Path, client=None) -> None:
+    """Make every frozen weight file `base_weights.json` references available locally, verified:
+    already cached or at its training path, else downloaded from the blob store into the cache
+    (`.mmops/blobs/sha256/<digest>.safetensors`) after its sha256 is checked."""
+    import mlflow
+    import tempfile
+
+    for modality, entry in read_base_weights(model_dir).items():
+        sha256, owner = str(entry["sha256"]).lower(), f"{model_dir}/base_weights.json [{modality}]"
+        try:
+            find_base_weights(sha256, entry.get("source"), owner)
+            continue
+        except BaseWeightsMissing:
+            pass
+        if client is None:
+            from mlflow import MlflowClient
+
+            client = MlflowClient()
+        run_id = blob_run_id(client, sha256)
+        if run_id is None:
+            raise ModelVerificationError(
+                f"{owner}: frozen weights sha256 {sha256} are not in the registry's blob store "
+                f"(experiment {BLOB_EXPERIMENT!r}) nor available locally; the version cannot be loaded here"
+            )
+        target = blob_cache_file(sha256)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        uri = f"runs:/{run_id}/{BLOB_DIR}/{sha256}/{entry['file']}"
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".fetch-") as tmp:
+            got = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
+            actual = file_sha256(got)
+            if actual != sha256:
+                raise ModelVerificationError(
+                    f"{owner}: blob {uri} has sha256 {actual}, expected {sha256}; it was changed in the artifact "
+                    "store and is refused"
+                )
+            os.replace(got, target)

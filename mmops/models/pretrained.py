@@ -6,8 +6,8 @@ Supply chain rules, applied to every weight file an encoder loads:
 - outside the project root only safetensors are loaded: a pickle (`.bin`, `.pt`, `.pth`, ...)
   there is refused with `UnsafeWeightsError` (pickles can run code when unpickled).
 
-The project root is `$MMOPS_PROJECT_ROOT`, else the working directory (where `params.yaml` and
-`dvc.yaml` live and every stage runs).
+The project root is `$MMOPS_PROJECT_ROOT`, else the nearest folder from the working directory up
+holding `params.yaml` or `dvc.yaml` (where every stage runs), else the working directory.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from mmops.data.hashing import file_sha256
+from mmops.env import STATE_DIR
 from mmops.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,10 @@ class UnsafeWeightsError(UserError, ValueError):
 
 class WeightsHashMismatch(UserError, ValueError):
     """A weight file whose sha256 differs from the pinned one."""
+
+
+class BaseWeightsMissing(UserError, FileNotFoundError):
+    """A model folder references frozen pretrained weights by sha256 that are nowhere here."""
 
 
 def resolve_pretrained(ref: str) -> str:
@@ -55,8 +60,16 @@ def resolve_pretrained(ref: str) -> str:
     return str(module.get_model_path())
 
 
+PROJECT_MARKERS = ("params.yaml", "dvc.yaml")
+
+
 def project_root() -> Path:
-    return Path(os.environ.get("MMOPS_PROJECT_ROOT") or Path.cwd()).resolve()
+    """`$MMOPS_PROJECT_ROOT`, else the nearest folder from the working directory up that holds
+    `params.yaml` or `dvc.yaml`, else the working directory."""
+    if os.environ.get("MMOPS_PROJECT_ROOT"):
+        return Path(os.environ["MMOPS_PROJECT_ROOT"]).resolve()
+    cwd = Path.cwd().resolve()
+    return next((d for d in (cwd, *cwd.parents) if any((d / m).is_file() for m in PROJECT_MARKERS)), cwd)
 
 
 def inside_project(path: Path) -> bool:
@@ -167,3 +180,55 @@ def load_state_dict_file(path: str | Path, sha256: Pin, owner: str) -> dict:
     import torch
 
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# -- frozen pretrained weights stored once per content hash ------------------------------------
+# A model folder whose frozen backbone equals a pretrained file references that file by sha256
+# (`base_weights.json`) instead of storing a copy. The file is found, in this order, in the local
+# blob cache `<project>/.mmops/blobs/sha256/<digest>.safetensors` (filled by the registry's
+# loaders from the artifact store's blob run), or at the path it was trained from; every
+# candidate is hashed before one tensor is read.
+BLOBS = "blobs"
+
+
+def blob_cache_dir() -> Path:
+    return project_root() / STATE_DIR / BLOBS / "sha256"
+
+
+def blob_cache_file(sha256: str) -> Path:
+    """Where the local blob cache keeps the safetensors file of digest `sha256`."""
+    return blob_cache_dir() / f"{sha256.lower()}.safetensors"
+
+
+def single_safetensors(ref: str) -> Path | None:
+    """The one safetensors weight file `from_pretrained(ref)` reads, or None (sharded, pickle, missing)."""
+    try:
+        files, safe = hf_weight_files(local_hf_folder(ref))
+    except (FileNotFoundError, ValueError, OSError):
+        return None
+    return files[0] if safe and len(files) == 1 else None
+
+
+def find_base_weights(sha256: str, source: str | None, owner: str) -> Path:
+    """The local safetensors file with content `sha256`: the blob cache, else `source`.
+
+    A cached blob whose content differs is refused (`WeightsHashMismatch` names it); a `source`
+    that changed since training is skipped. Nothing found: `BaseWeightsMissing`.
+    """
+    sha256 = sha256.lower()
+    cached = blob_cache_file(sha256)
+    if cached.is_file():
+        actual = weights_sha256(cached)
+        if actual != sha256:
+            raise WeightsHashMismatch(
+                f"{owner}: cached blob {cached} has sha256 {actual}, expected {sha256}; it is refused "
+                "(delete it to fetch it again)"
+            )
+        return cached
+    if source and Path(source).is_file() and is_safetensors(Path(source)) and weights_sha256(Path(source)) == sha256:
+        return Path(source)
+    raise BaseWeightsMissing(
+        f"{owner}: frozen pretrained weights sha256 {sha256} are neither in the blob cache ({cached}) nor at "
+        f"{source or 'their training path'}; load a registered version with `mmops serve`/`mmops predict` "
+        "(they fetch the blob from the registry's artifact store), or copy the file there"
+    )

@@ -7,7 +7,12 @@
 4. a process worker that picks their runs up,
 
 then waits until Ctrl-C (or SIGTERM) and stops what it started, by PID. The server, pool and
-worker commands are the ones in infra/commands.yaml, as in compose and Kubernetes.
+worker commands are the ones in infra/commands.yaml, as in compose and Kubernetes. Prefect
+telemetry is off in each of them (mmops.env.TELEMETRY_OFF, unless the environment says otherwise).
+
+While the server started here runs, PREFECT_HOME holds `server.json` (its API URL and PID) and
+`server-auth` (its auth string, mode 0600), so `eval "$(mmops env)"` in another shell points the
+`prefect` CLI at it; both are removed when it stops.
 """
 
 from __future__ import annotations
@@ -19,12 +24,15 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Iterator
 
 import yaml
 
+from mmops.env import TELEMETRY_OFF, forget_prefect_server, record_prefect_server
+from mmops.errors import UserError
 from mmops.processes import stop_group, wait_healthy
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"
@@ -51,6 +59,7 @@ def _log(message: str) -> None:
 def started(name: str, argv: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
     """Run `argv` in its own process group, output to `log`; on exit stop it by PID (TERM, then KILL)."""
     log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**_telemetry_off(), **env}
     with open(log, "w") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env}, start_new_session=True)
     _log(f"started {name} (pid {proc.pid}), log {log}")
@@ -59,6 +68,20 @@ def started(name: str, argv: list[str], env: dict[str, str], log: Path) -> Itera
     finally:
         stop_group(proc)
         _log(f"stopped {name} (pid {proc.pid})")
+
+
+def _telemetry_off() -> dict[str, str]:
+    """Prefect telemetry off for a child process, unless this environment sets it either way."""
+    return {key: os.environ.get(key, value) for key, value in TELEMETRY_OFF.items()}
+
+
+def _answers(url: str, timeout: float = 10) -> bool:
+    """Whether `url` answers 200 (Prefect's /health needs no auth string)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status == 200
+    except (OSError, ValueError):
+        return False
 
 
 def _raise_on_sigterm(signum, frame) -> None:
@@ -75,6 +98,11 @@ def run_scheduler(
     stop_after: float | None = None,
 ) -> None:
     """Start server (if needed), pool, deployments and worker; block until interrupted."""
+    named = os.environ.get("PREFECT_API_URL")
+    if named and not _answers(f"{named.rstrip('/')}/health"):
+        raise UserError(f"PREFECT_API_URL={named} does not answer. If it was a `mmops schedule` that has "
+                        "stopped since `eval \"$(mmops env)\"`, run that again (or unset PREFECT_API_URL "
+                        "PREFECT_API_AUTH_STRING) and this command starts its own server")
     from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
     from mmops.params_file import load_params
@@ -94,9 +122,13 @@ def run_scheduler(
             env = {**env, "PREFECT_SERVER_API_AUTH_STRING": auth}
             server = stack.enter_context(started("prefect server", argv, env, log_dir / "prefect-server.log"))
             wait_healthy(f"{api}/health", server, timeout=180, log=log_dir / "prefect-server.log")
+            record = record_prefect_server(api, server.pid, auth)  # for `mmops env` / `mmops ui prefect`
+            stack.callback(forget_prefect_server, server.pid)  # runs before the server is stopped
+            _log(f"server recorded in {record} (`eval \"$(mmops env)\"` points the prefect CLI at it)")
         env = {"PREFECT_API_URL": api, **({"PREFECT_API_AUTH_STRING": auth} if auth else {})}
         argv, pool_env = command("prefect-work-pool", pool=pool, type="process", template=str(PROCESS_TEMPLATE))
-        subprocess.run(argv, env={**os.environ, **pool_env, **env}, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(argv, env={**os.environ, **_telemetry_off(), **pool_env, **env}, check=True,
+                       stdout=subprocess.DEVNULL)
         _log(f"work pool {pool} (process) ready")
         with temporary_settings(updates={PREFECT_API_URL: api, PREFECT_API_AUTH_STRING: auth or None}):
             from mmops.orchestrate.deploy import deploy

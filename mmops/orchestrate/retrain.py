@@ -3,7 +3,9 @@ evaluate -> register/gate, each a Prefect task around the same stage function th
 
 Every stage is cached on the content hash of its inputs (mmops/orchestrate/cache.py), so a rerun on
 unchanged data and params finds each stage `Cached` and skips to the end; `force=True`
-(`mmops run --force`) reruns everything. Tasks that write storage or talk to MLflow retry
+(`mmops run --force`) reruns everything. Each stage's task run waits for the one before it
+(`wait_for`), so the Prefect run graph shows validate -> preprocess -> train -> evaluate -> register
+even though the stages pass files, not values. Tasks that write storage or talk to MLflow retry
 with exponential backoff (`orchestration` in params.yaml). One retrain runs at a time
 (a global concurrency limit), and a failed run calls `mmops.orchestrate.notify.on_flow_failure`.
 
@@ -26,7 +28,7 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE, CacheKeyFnPolicy
 
 from mmops import stages
-from mmops.catalog import HISTORY_JSON, RESUME_STATE, Catalog
+from mmops.catalog import HISTORY_JSON, Catalog
 from mmops.config import Params, RetryPolicy
 from mmops.data.hashing import tree_sha256
 from mmops.env import configure_tool_env  # noqa: F401  (sets PREFECT_HOME before prefect loads)
@@ -97,7 +99,7 @@ def train(params: Params, paths: Catalog) -> Path:
     """Train; a retried attempt resumes from the last epoch checkpoint when there is one."""
     from prefect.runtime import task_run
 
-    resume = task_run.run_count > 1 and (paths.model / RESUME_STATE).exists()
+    resume = task_run.run_count > 1 and paths.resume_state.exists()
     return stages.train(params, paths, resume=resume)
 
 
@@ -142,8 +144,12 @@ def _connection_error(err: BaseException) -> str | None:
 # -- caching ----------------------------------------------------------------------------------
 
 
-def run_cached(tsk, cache: StageCache, force: bool, policy: RetryPolicy | None, *args, fresh: Callable[[], bool] | None = None):
-    """Run `tsk(*args)` under `cache`'s key: reuse the result when the stamp is fresh, else rerun."""
+def run_cached(tsk, cache: StageCache, force: bool, policy: RetryPolicy | None, *args,
+               fresh: Callable[[], bool] | None = None, after: list | None = None):
+    """Run `tsk(*args)` under `cache`'s key: reuse the result when the stamp is fresh, else rerun.
+
+    `after`: the states of the upstream stages (recorded by Prefect as this task run's `wait_for`
+    inputs: the edges of the run graph); the task's final state is appended to it."""
     why = "forced" if force else cache.staleness()
     if why is None and fresh is not None and not fresh():
         why = "the recorded registration no longer matches the registry"
@@ -156,7 +162,9 @@ def run_cached(tsk, cache: StageCache, force: bool, policy: RetryPolicy | None, 
     }
     if policy is not None:
         options |= retry_options(policy)
-    state = tsk.with_options(**options)(*args, return_state=True)
+    state = tsk.with_options(**options)(*args, return_state=True, wait_for=list(after or []) or None)
+    if after is not None:
+        after[:] = [state]
     result = state.result()  # raises the task's error
     if state.name != "Cached":
         cache.record()
@@ -164,7 +172,9 @@ def run_cached(tsk, cache: StageCache, force: bool, policy: RetryPolicy | None, 
 
 
 def _registry_unchanged(paths: Catalog) -> bool:
-    """The recorded registration still stands: its version exists and the champion is the same."""
+    """The recorded registration still stands: its version exists and the champion is the same, or
+    the champion is pinned (a person moved it: registering the same model again would only be held).
+    A registration a pin held stands only while a pin exists (after `mmops release` it runs again)."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -180,8 +190,33 @@ def _registry_unchanged(paths: Catalog) -> bool:
         champion = str(client.get_model_version_by_alias(recorded["model_name"], "champion").version)
     except MlflowException:  # no champion (yet, or any more)
         champion = None
+    from mmops.registry.promotion import read_pin
+
     expected = recorded.get("champion_version")
-    return version.run_id == recorded["run_id"] and champion == (str(expected) if expected else None)
+    if version.run_id != recorded["run_id"]:
+        return False
+    pinned = read_pin(client, recorded["model_name"]) is not None
+    if recorded.get("held") and not pinned:  # held by a pin since released: the gate's pass may now promote
+        return False
+    return champion == (str(expected) if expected else None) or pinned
+
+
+def with_registry_state(result: dict) -> dict:
+    """The registration `result` with the champion and pin as the registry has them now (a cached
+    result was recorded before any later promote, rollback or release)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from mmops.registry.promotion import current_version, read_pin
+    from mmops.registry.tracking import tracking_uri
+
+    try:
+        client = MlflowClient(tracking_uri())
+        pin = read_pin(client, result["model_name"])
+        champion = current_version(client, result["model_name"])
+    except MlflowException:
+        return result
+    return result | {"champion_version": champion, "pin": pin.model_dump() if pin else None}
 
 
 # -- artifacts --------------------------------------------------------------------------------
@@ -228,6 +263,9 @@ def publish_results(paths: Catalog, metrics: dict, registry: dict) -> None:
             {"item": "model", "value": f"{registry['model_name']} v{registry['version']}"},
             {"item": "promoted to champion", "value": str(registry["promoted"])},
             {"item": "champion", "value": f"v{registry['champion_version']}" if registry["champion_version"] else "none"},
+            {"item": "pinned", "value": (f"v{registry['pin']['version']} by {registry['pin']['actor']}: "
+                                         f"{registry['pin']['reason']} (`mmops release` resumes automatic promotion)")
+             if registry.get("pin") else "no"},
             {"item": "MLflow run", "value": registry["run_id"]},
             {"item": "tracking URI", "value": registry["tracking_uri"]},
             {"item": "load with", "value": f"models:/{registry['model_name']}/{registry['version']}"},
@@ -270,21 +308,22 @@ def retrain(
         if data_dir is None and not stages.holds_user_data(paths.data):  # paths.data may name the team's own data
             demo_data(params, paths)
         data_hash = hash_data(paths.data)
+        upstream: list = []  # the state of the last stage run: the next one waits for it (run graph edges)
         try:
             run_cached(validate, StageCache("validate", params, paths, {"data": data_hash},
                                             [paths.validation_json, paths.validation_md]),
-                       force, None, params, paths)
+                       force, None, params, paths, after=upstream)
         finally:
             _publish_validation(paths)
         run_cached(preprocess, StageCache("preprocess", params, paths, {"data": data_hash}, [paths.features]),
-                   force, orch.storage, params, paths)
+                   force, orch.storage, params, paths, after=upstream)
         run_cached(train, StageCache("train", params, paths, {"features": tree_sha256(paths.features)}, [paths.model]),
-                   force, orch.storage, params, paths)
+                   force, orch.storage, params, paths, after=upstream)
         metrics = run_cached(
             evaluate,
             StageCache("evaluate", params, paths,
                        {"model": tree_sha256(paths.model), "features": tree_sha256(paths.features)}, [paths.metrics]),
-            force, orch.storage, params, paths,
+            force, orch.storage, params, paths, after=upstream,
         )
         from mmops.registry.tracking import tracking_uri
 
@@ -295,11 +334,13 @@ def retrain(
             extra={"tracking_uri": tracking_uri()},
         )
         result = run_cached(register, register_cache, force, orch.mlflow, params, paths,
-                            fresh=lambda: _registry_unchanged(paths))
+                            fresh=lambda: _registry_unchanged(paths), after=upstream)
+        result = with_registry_state(result)
         publish_results(paths, metrics, result)
         get_run_logger().info(
             "%s v%s: %s", result["model_name"], result["version"],
-            "promoted to champion" if result["promoted"] else f"not promoted; champion v{result['champion_version']}",
+            "promoted to champion" if result["promoted"] else f"not promoted; champion v{result['champion_version']}"
+            + (f" (pinned by {result['pin']['actor']}: {result['pin']['reason']})" if result.get("pin") else ""),
         )
     chosen = Resolved.read(paths.resolved).summary()
     budget = json.loads((paths.model / HISTORY_JSON).read_text())["summary"].get("budget")

@@ -10,6 +10,15 @@ on different hosts exclude each other) right before the alias moves. If it is
 no longer the one the gate compared against, the move does not happen blindly: with a `regate`
 callable (the register stage) the gate runs again against the new champion, still under the lock;
 without one (`mmops promote --expect-champion`) it is refused with StaleChampionError.
+
+Pins: a human decision holds. `mmops promote` (unless `--no-pin`) and `mmops rollback` pin the
+champion: the registered-model tag `mmops.pin` holds JSON {version, actor, time, reason, seq} (seq:
+the history event that set it), and that event has `pinned: true`. While a pin exists the
+auto-promote path refuses to move `champion` (checked under the lock, inside compare_and_set, so a
+race cannot slip past it): the register stage still registers and gates, and the version it would
+have promoted gets `gate.decision=held` (`mmops promote N` accepts it without --force).
+`mmops release` removes the pin (a history event with action `release`); a later `mmops promote`
+pins again, `mmops promote --no-pin` moves without pinning and lifts an existing pin.
 """
 
 from __future__ import annotations
@@ -42,9 +51,13 @@ MAX_TAG_CHARS = 5000  # registered-model tag values are VARCHAR(5000) in MLflow'
 LOCK_TIMEOUT_S = 300.0
 LOCK_LEASE_S = 900.0  # a promotion lock older than this belongs to a killed promoter
 LOCK_SUFFIX = ".promotion-lock"
+PIN_TAG = "mmops.pin"  # registered-model tag: JSON of Pin while a human decision holds the champion
+VARIANT_TAG, VARIANT_OF_TAG = "mmops.variant", "mmops.variant_of"  # on a variant version (int8, ...)
 
-PROMOTABLE = ("promoted",)  # gate.decision values `promote` accepts without --force (pending: never finished)
-Action = Literal["auto-promote", "promote", "rollback"]
+# gate.decision values `promote` accepts without --force (pending: never finished). `held`: passed the
+# gate, but automatic promotion was suspended by a pin.
+PROMOTABLE = ("promoted", "held")
+Action = Literal["auto-promote", "promote", "rollback", "release"]
 
 
 class PromotionError(UserError, RuntimeError):
@@ -70,6 +83,20 @@ class AliasMove(BaseModel):
     forced: bool = False
     regated_against: str | None = None
     undo: bool = False
+    pinned: bool = False  # this move pinned the champion (a human decision; see the module docstring)
+
+
+class Pin(BaseModel):
+    """A human decision holding `champion` (the `mmops.pin` tag); automatic promotion waits for `release`."""
+
+    version: str
+    actor: str
+    time: str
+    reason: str
+    seq: int
+
+    def describe(self) -> str:
+        return f"pinned to v{self.version} by {self.actor} at {_short_time(self.time)}: {self.reason}"
 
 
 @dataclass
@@ -80,6 +107,7 @@ class MoveResult:
     events: list[AliasMove] = field(default_factory=list)
     regated_against: str | None = None
     decision: GateDecision | None = None
+    held_by: Pin | None = None  # the auto path did not move because of this pin
 
 
 def actor() -> str:
@@ -188,6 +216,27 @@ def current_version(client, name: str, alias: str = CHAMPION) -> str | None:
         return None
 
 
+def read_pin(client, name: str) -> Pin | None:
+    """The pin holding `champion`, or None (no pin, no model, or an unreadable tag: logged, ignored)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        raw = client.get_registered_model(name).tags.get(PIN_TAG)
+    except MlflowException:
+        return None
+    if not raw:
+        return None
+    try:
+        return Pin.model_validate_json(raw)
+    except ValueError:
+        log.warning("%s: tag %s is not an mmops pin (%r); treated as a pin by an unknown actor", name, PIN_TAG, raw)
+        return Pin(version="?", actor="?", time="?", reason=f"unreadable {PIN_TAG} tag", seq=0)
+
+
+def release_hint(pin: Pin) -> str:
+    return f"{pin.describe()}; `mmops release --reason ...` resumes automatic promotion"
+
+
 def read_history(client, name: str) -> list[AliasMove]:
     """Every recorded alias move of `name`, oldest first."""
     from mlflow.exceptions import MlflowException
@@ -234,10 +283,18 @@ def _record(client, name: str, **fields) -> AliasMove:
     return event
 
 
-def _move_champion(client, name: str, current: str | None, to: str, common: dict) -> list[AliasMove]:
-    """Point `champion` at `to` and `champion_int8` at its int8 variant (or remove it); record both."""
+def _move_champion(client, name: str, current: str | None, to: str, common: dict, pin: bool | None) -> list[AliasMove]:
+    """Point `champion` at `to` and `champion_int8` at its int8 variant (or remove it); record both.
+
+    `pin`: True pins the champion (human decision), False lifts any pin, None leaves pins alone."""
     client.set_registered_model_alias(name, CHAMPION, to)
-    events = [_record(client, name, alias=CHAMPION, from_version=current, to_version=to, **common)]
+    champion = _record(client, name, alias=CHAMPION, from_version=current, to_version=to, pinned=bool(pin), **common)
+    if pin:
+        held = Pin(version=to, actor=champion.actor, time=champion.time, reason=champion.reason, seq=champion.seq)
+        client.set_registered_model_tag(name, PIN_TAG, held.model_dump_json())
+    elif pin is False and read_pin(client, name) is not None:
+        client.delete_registered_model_tag(name, PIN_TAG)
+    events = [champion]
     int8 = client.get_model_version(name, to).tags.get(INT8_VERSION_TAG)
     current_int8 = current_version(client, name, CHAMPION_INT8)
     if int8 and int8 != current_int8:
@@ -263,18 +320,29 @@ def compare_and_set(
     regate: Callable[[str | None], GateDecision] | None = None,
     forced: bool = False,
     undo: bool = False,
+    pin: bool | None = None,
 ) -> MoveResult:
     """Move `champion` to `version` if it still is `expected` (ANY_CHAMPION: whatever it is now).
 
-    Under the lock: re-read the champion; if it changed, re-run the gate with `regate(new)` and
-    move only if that passes, or raise StaleChampionError when there is no `regate`.
+    Under the lock: the auto path (`action="auto-promote"`) first checks for a pin and does not move
+    while one holds (`held_by` of the result). Then re-read the champion; if it changed, re-run the
+    gate with `regate(new)` and move only if that passes, or raise StaleChampionError when there is
+    no `regate`. `pin`: True pins the new champion, False lifts a pin, None leaves it (the auto path).
     """
     with promotion_lock(name, client=client):
         current = current_version(client, name, CHAMPION)
+        if action == "auto-promote":
+            held = read_pin(client, name)
+            if held is not None and current != version:
+                return MoveResult(False, current, version, held_by=held)
         decision, regated = None, None
         if expected != ANY_CHAMPION and current != expected:
             if regate is None:
                 now, wanted = (f"v{v}" if v else "unset" for v in (current, expected))
+                if action == "promote":  # the caller's expectation, not a race: nothing was compared
+                    raise StaleChampionError(
+                        f"{name}: the champion is {now}, not {wanted} as --expect-champion said; nothing changed."
+                    )
                 raise StaleChampionError(
                     f"{name}: champion is {now}, not {wanted} as expected; it moved since the comparison. "
                     "Nothing changed; check the new champion and run again."
@@ -287,7 +355,7 @@ def compare_and_set(
             return MoveResult(False, current, version, regated_against=regated, decision=decision)
         common = dict(actor=actor(), action=action, reason=reason, rules=rules or {}, forced=forced,
                       regated_against=regated, undo=undo)
-        events = _move_champion(client, name, current, version, common)
+        events = _move_champion(client, name, current, version, common, pin)
         return MoveResult(True, current, version, events, regated, decision)
 
 
@@ -301,16 +369,27 @@ def _require_version(client, name: str, version: str):
         raise PromotionError(f"{name} has no version {version}; versions: {', '.join(map(str, known)) or 'none'}") from None
 
 
-def promote(client, name: str, version: str, reason: str, expect: str | None = ANY_CHAMPION,
-            force: bool = False) -> MoveResult:
-    """Make `version` the champion by hand. A version the gate rejected needs `force`."""
-    mv = _require_version(client, name, version)
-    if mv.tags.get("mmops.variant") == "int8":
-        source = mv.tags.get("mmops.variant_of", "?")
+def refuse_variant(mv, name: str, verb: str) -> None:
+    """A variant (int8, or any version tagged `mmops.variant`) is never a `champion` target: it follows
+    its fp32 source as `champion_int8`. Shared by promote and rollback."""
+    variant = mv.tags.get(VARIANT_TAG)
+    if variant:
+        source = mv.tags.get(VARIANT_OF_TAG, "?")
+        follows = f"its variant follows as {CHAMPION_INT8}" if variant == "int8" else "its variants follow it"
         raise PromotionError(
-            f"{name} v{version} is the int8 variant of v{source}; promote v{source} "
-            f"(its variant follows as {CHAMPION_INT8})"
+            f"{name} v{mv.version} is the {variant} variant of v{source}, not a champion candidate; "
+            f"{verb} v{source} instead ({follows})"
         )
+
+
+def promote(client, name: str, version: str, reason: str, expect: str | None = ANY_CHAMPION,
+            force: bool = False, pin: bool = True) -> MoveResult:
+    """Make `version` the champion by hand. A version the gate rejected needs `force`.
+
+    `pin` (default): the move pins the champion, suspending automatic promotion until `release`;
+    `pin=False` (`--no-pin`) moves without pinning and lifts an existing pin."""
+    mv = _require_version(client, name, version)
+    refuse_variant(mv, name, "promote")
     decision = mv.tags.get("gate.decision")
     if decision == "rejected" and not force:
         failed = [k.removeprefix("gate.") for k, v in mv.tags.items() if k.startswith("gate.") and v.startswith("fail")]
@@ -327,13 +406,18 @@ def promote(client, name: str, version: str, reason: str, expect: str | None = A
     if current_version(client, name) == str(version):
         raise PromotionError(f"{name} v{version} is already the champion")
     return compare_and_set(client, name, str(version), expect, action="promote", reason=reason,
-                           rules=version_rules(client, name, str(version)), forced=force)
+                           rules=version_rules(client, name, str(version)), forced=force, pin=pin)
+
+
+def _champion_moves(events: list[AliasMove]) -> list[AliasMove]:
+    """The moves of `champion` (release events record no move)."""
+    return [e for e in events if e.alias == CHAMPION and e.action != "release"]
 
 
 def previous_champion(events: list[AliasMove]) -> str | None:
     """The champion before the current one: promotions push, rollbacks without --to pop (undo)."""
     stack: list[str | None] = []
-    for e in (e for e in events if e.alias == CHAMPION):
+    for e in _champion_moves(events):
         if e.undo:
             if stack:
                 stack.pop()
@@ -343,13 +427,13 @@ def previous_champion(events: list[AliasMove]) -> str | None:
 
 
 def rollback(client, name: str, reason: str, to: str | None = None) -> MoveResult:
-    """Point `champion` back at `to`, or (no `to`) at the champion before the current one."""
+    """Point `champion` back at `to`, or (no `to`) at the champion before the current one; pins it."""
     current = current_version(client, name)
     if current is None:
         raise PromotionError(f"{name} has no champion to roll back")
     undo = to is None
     if undo:
-        events = [e for e in read_history(client, name) if e.alias == CHAMPION]
+        events = _champion_moves(read_history(client, name))
         if not events or events[-1].to_version != current:
             last = f"v{events[-1].to_version}" if events else "nothing"
             raise PromotionError(
@@ -359,11 +443,24 @@ def rollback(client, name: str, reason: str, to: str | None = None) -> MoveResul
         to = previous_champion(events)
         if to is None:
             raise PromotionError(f"{name}: no champion before v{current} in the history; name one with --to")
-    _require_version(client, name, to)
+    refuse_variant(_require_version(client, name, to), name, "roll back to")
     if str(to) == current:
         raise PromotionError(f"{name} v{to} is already the champion")
     return compare_and_set(client, name, str(to), current, action="rollback", reason=reason,
-                           rules=version_rules(client, name, str(to)), undo=undo)
+                           rules=version_rules(client, name, str(to)), undo=undo, pin=True)
+
+
+def release(client, name: str, reason: str) -> AliasMove:
+    """Remove the pin: automatic promotion resumes with the next registration. Recorded as a
+    `release` event (alias `champion`, from = to = the champion: nothing moves)."""
+    with promotion_lock(name, client=client):
+        held = read_pin(client, name)
+        if held is None:
+            raise PromotionError(f"{name}: the champion is not pinned; automatic promotion is already on")
+        current = current_version(client, name)
+        client.delete_registered_model_tag(name, PIN_TAG)
+        return _record(client, name, actor=actor(), action="release", alias=CHAMPION, from_version=current,
+                       to_version=current, reason=f"{reason} (released: {held.describe()})"[:2000])
 
 
 def _rules_summary(rules: dict[str, str]) -> str:
@@ -371,20 +468,51 @@ def _rules_summary(rules: dict[str, str]) -> str:
     passed = sum(1 for v in rules.values() if v.startswith("pass"))
     if failed:
         return f"{passed} pass; FAIL: {', '.join(failed)}"
-    return f"{passed} pass" if passed else "-"
+    return f"{passed} pass" if passed else ""
 
 
-def history_table(name: str, events: list[AliasMove]):
-    """The history as a Rich table, oldest first."""
-    from rich.table import Table
+def _short_time(iso: str) -> str:
+    """`2026-11-30T14:55:22.123+00:00` -> `2026-11-30 14:55:22` (UTC, as recorded)."""
+    return iso.replace("T", " ").replace("+00:00", "")[:19]
 
-    table = Table(title=f"{name}: alias history ({len(events)} moves)")
-    for column in ("#", "time (UTC)", "actor", "action", "alias", "from → to", "reason", "rules", "notes"):
-        table.add_column(column)
-    for e in events:
+
+def version_label(version: str | None, missing: str = "(unset)") -> str:
+    return f"v{version}" if version else missing
+
+
+def describe_move(e: AliasMove) -> str:
+    """`v2 → v1`, `(unset) → v4`, `v4 → (removed)`; `v5 (pin released)` for a release."""
+    if e.action == "release":
+        return f"{version_label(e.from_version)} (pin released)"
+    return f"{version_label(e.from_version)} → {version_label(e.to_version, '(removed)')}"
+
+
+def history_table(name: str, events: list[AliasMove], pin: Pin | None = None):
+    """The history, oldest first, as a stacked layout that reads at 80 columns: per event one line
+    with #, time, action, alias and from → to (never truncated: folded if the terminal is narrower
+    still), then the actor, reason, rules and notes on indented lines that wrap on words."""
+    from rich.console import Group
+    from rich.padding import Padding
+    from rich.text import Text
+
+    heads = [(f"#{e.seq}", _short_time(e.time), e.action, e.alias, describe_move(e)) for e in events]
+    widths = [max((len(h[i]) for h in heads), default=0) for i in range(5)]
+    title = f"{name}: alias history ({len(events)} moves)"
+    parts: list = [Text(title, style="bold", overflow="fold")]
+    parts.append(Text(release_hint(pin) if pin else "not pinned: automatic promotion is on", overflow="fold"))
+    for e, head in zip(events, heads):
+        line = Text(overflow="fold", no_wrap=False)
+        for i, (value, width) in enumerate(zip(head, widths)):
+            style = "bold" if i == 2 else None
+            line.append(value.ljust(width) if i < 4 else value, style=style)
+            line.append("  ")
+        if e.pinned:
+            line.append("[pinned]", style="yellow")
         notes = [n for n, on in (("forced", e.forced), (f"re-gated vs v{e.regated_against}", e.regated_against),
                                  ("undo", e.undo)) if on]
-        moved = f"{'v' + e.from_version if e.from_version else '-'} → {'v' + e.to_version if e.to_version else '(removed)'}"
-        table.add_row(str(e.seq), e.time.replace("+00:00", "")[:23], e.actor, e.action, e.alias, moved, e.reason,
-                      _rules_summary(e.rules), ", ".join(notes))
-    return table
+        detail = f"by {e.actor}: {e.reason}"
+        rules = _rules_summary(e.rules) if e.action != "release" else ""
+        extra = "; ".join(x for x in (f"rules: {rules}" if rules else "", ", ".join(notes)) if x)
+        parts.append(line)
+        parts.append(Padding(Text(detail + (f" ({extra})" if extra else ""), overflow="fold"), (0, 0, 0, 4)))
+    return Group(*parts)

@@ -26,6 +26,7 @@ from mmops.compress.quantize import QuantizeReport, quantize_and_compare
 from mmops.config import Params
 from mmops.data.hashing import dataset_hash, tree_sha256
 from mmops.errors import UserError
+from mmops.evaluate.latency import latency_note
 from mmops.flatten import flatten
 from mmops.inference.pyfunc import MODEL_DIR_ARTIFACT, PYFUNC_CODE
 from mmops.inference.verify import MODEL_FILES_TAG, MODEL_HASH_TAG, SIGNATURE_TAG, load_registered, model_record
@@ -49,10 +50,13 @@ from mmops.registry.promotion import (
     CHALLENGER,
     CHAMPION,
     INT8_VERSION_TAG,
+    VARIANT_TAG,
     MoveResult,
     compare_and_set,
     current_version,
     decision_rules,
+    read_pin,
+    release_hint,
 )
 from mmops.registry.scoring import frozen_test_rows, score_model
 from mmops.registry.tracking import setup_mlflow
@@ -68,38 +72,92 @@ class RegistrationRefused(UserError, RuntimeError):
 
 
 def register(params: Params, paths: Catalog) -> dict:
-    """Log and register the model, then promote it to `champion` if the gate passes.
+    """Log and register the model, then promote it to `champion` if the gate passes (and no pin holds).
 
-    Writes `paths.registry_json` (version, decision, rules, quantised variant) and `paths.gate_md`.
+    A model whose content (`lineage.model_hash`) an existing version already holds is not registered
+    again: that version is reused, in its own MLflow run (no new run, version or int8 variant), and
+    only gated again against the current champion.
+    Writes `paths.registry_json` (version, decision, rules, quantised variant, pin) and `paths.gate_md`.
     """
     validation, metrics, history = check_inputs(params, paths)
     frame = frozen_test_rows(paths.data, paths.splits_csv)
     lineage = collect_lineage(params, paths, validation, frame)
     setup_mlflow(params.registry.experiment)
     client, name = MlflowClient(), params.registry.model_name
-    with mlflow.start_run() as run:
-        lineage["run_id"] = run.info.run_id
-        log_run(params, paths, lineage, metrics, history)
-        version = register_challenger(client, name, paths.model, lineage)
+    existing = registered_version(client, name, paths.model)
+    with mlflow.start_run(run_id=existing.run_id if existing is not None else None) as run:
+        if existing is None:
+            lineage["run_id"] = run.info.run_id
+            log_run(params, paths, lineage, metrics, history)
+            version = register_challenger(client, name, paths.model, lineage)
+        else:  # the version's recorded lineage stays; this run only gates it again
+            version = str(existing.version)
+            recorded = {k.removeprefix("lineage."): v for k, v in existing.tags.items() if k.startswith("lineage.")}
+            test_hash, lineage = lineage["test_data_hash"], lineage | recorded | {"run_id": run.info.run_id}
+            lineage["test_data_hash"] = test_hash  # the rows the gate scores now
         gate = build_gate(params, paths, metrics, frame, lineage["test_data_hash"], name, version)
         champion = current_version(client, name, CHAMPION)
         decision = gate(champion)
-        quant, int8_version = register_int8_variant(params, paths, client, name, version, lineage)
-        tag_version(client, name, version, decision, lineage)  # before the move: history reads the int8 tag
+        if existing is None:
+            quant, int8_version = register_int8_variant(params, paths, client, name, version, lineage)
+            extra = quant.markdown(int8_version) if quant else ""
+        else:
+            quant, int8_version = None, existing.tags.get(INT8_VERSION_TAG)
+            extra = (f"Reused v{version}: it holds the same model content (`{MODEL_HASH_TAG}`); "
+                     "no new version was registered, the gate ran again against the current champion.")
+        tag_version(client, name, version, decision, lineage if existing is None else {})  # before the move
         moved = promote(client, name, version, champion, decision, gate, run.info.run_id)
         tag_version(client, name, version, moved.decision, {}, moved)
-        report = render_markdown(moved.decision, name, version, extra=quant.markdown(int8_version) if quant else "")
+        report = render_markdown(moved.decision, name, version, extra="\n".join(p for p in (latency_note(metrics), extra) if p))
         mlflow.log_text(report, f"gate/{GATE_MD}")
+    pin = read_pin(client, name)
     result = {
         "model_name": name, "version": version, "run_id": run.info.run_id, "promoted": moved.moved,
+        "reused": existing is not None, "held": moved.held_by is not None,
+        "pin": pin.model_dump() if pin else None,
         "champion_version": current_version(client, name, CHAMPION),
         "previous_champion": moved.decision.champion_version, "regated_against": moved.regated_against,
         "decision": moved.decision.model_dump(), "lineage": lineage,
-        "quantized": (quant.model_dump() | {"version": int8_version}) if quant else None,
+        "quantized": (quant.model_dump() | {"version": int8_version}) if quant
+        else recorded_quantization(client.get_model_version(name, version).tags) if existing is not None else None,
         "tracking_uri": mlflow.get_tracking_uri(),
     }
     write_report(paths, result, report)
     return result
+
+
+def registered_version(client: MlflowClient, name: str, model_dir: Path):
+    """The earliest fp32 version that already holds this model's content (`lineage.model_hash`), or None.
+
+    Variants (`mmops.variant`) never match: they hold other content. Neither does a version without a
+    run (not registered by mmops), nor one still `pending` (an interrupted registration: the normal
+    path finishes it, finding it by `mmops.registration_key`)."""
+    from mlflow.exceptions import MlflowException
+
+    content = model_record(model_dir)[MODEL_HASH_TAG]
+    try:
+        found = client.search_model_versions(f"name='{name}' and tags.`{MODEL_HASH_TAG}` = '{content}'")
+    except MlflowException:
+        return None  # no such registered model yet
+    candidates = [v for v in found
+                  if not v.tags.get(VARIANT_TAG) and v.run_id and v.tags.get("gate.decision") != "pending"]
+    return min(candidates, key=lambda v: int(v.version)) if candidates else None
+
+
+def recorded_quantization(tags: dict[str, str]) -> dict | None:
+    """The int8 comparison a version's `quantize.*` tags recorded (a reused version: not run again)."""
+    if "quantize.decision" not in tags:
+        return None
+
+    def number(key: str) -> float | None:
+        try:
+            return float(tags[f"quantize.{key}"])
+        except (KeyError, ValueError):
+            return None
+
+    return {"accepted": tags["quantize.decision"] == "registered", "version": tags.get(INT8_VERSION_TAG),
+            "accuracy_drop": number("accuracy_drop"), "max_accuracy_drop": number("max_accuracy_drop"),
+            "size_ratio": number("size_ratio"), "latency_ratio": number("latency_ratio"), "reused": True}
 
 
 def check_inputs(params: Params, paths: Catalog) -> tuple[dict, dict, dict]:
@@ -168,14 +226,22 @@ def log_pyfunc(client: MlflowClient, model_dir: Path, name: str, artifact_name: 
     earlier = client.search_model_versions(f"name='{name}' and tags.`{REGISTRATION_KEY_TAG}` = '{tags[REGISTRATION_KEY_TAG]}'")
     if earlier:
         return str(min(int(v.version) for v in earlier))
-    info = mlflow.pyfunc.log_model(
-        name=artifact_name,
-        python_model=str(PYFUNC_CODE),
-        artifacts={MODEL_DIR_ARTIFACT: str(model_dir)},
-        code_paths=[str(Path(mmops.__file__).parent)],
-        pip_requirements=pip_requirements(),
-        model_config={k: tags[k] for k in (MODEL_HASH_TAG, MODEL_FILES_TAG, SIGNATURE_TAG) if k in tags},
-    )
+    from mmops.inference.model_dir import read_base_weights
+    from mmops.models.pretrained import find_base_weights
+    from mmops.registry.tracking import quiet_log_model, store_blob
+
+    for modality, entry in read_base_weights(model_dir).items():  # frozen weights: once per content hash
+        store_blob(client, find_base_weights(entry["sha256"], entry.get("source"), f"{model_dir} [{modality}]"),
+                   entry["sha256"])
+    with quiet_log_model():
+        info = mlflow.pyfunc.log_model(
+            name=artifact_name,
+            python_model=str(PYFUNC_CODE),
+            artifacts={MODEL_DIR_ARTIFACT: str(model_dir)},
+            code_paths=[str(Path(mmops.__file__).parent)],
+            pip_requirements=pip_requirements(),
+            model_config={k: tags[k] for k in (MODEL_HASH_TAG, MODEL_FILES_TAG, SIGNATURE_TAG) if k in tags},
+        )
     created = mlflow.register_model(info.model_uri, name, tags=tags | {"gate.decision": "pending"})
     return str(created.version)
 
@@ -250,13 +316,17 @@ def register_int8_variant(params: Params, paths: Catalog, client: MlflowClient, 
 def tag_version(client: MlflowClient, name: str, version: str, decision: GateDecision, lineage: dict,
                 moved: MoveResult | None = None) -> None:
     """Lineage and every rule's verdict as version tags. `gate.decision` is `pending` from the
-    version's creation until the move is known (`promoted`), or `rejected` as soon as the gate fails."""
+    version's creation until the move is known (`promoted`), or `rejected` as soon as the gate fails,
+    or `held` when it passed but a pin (a human decision) kept `champion` where it was."""
     tags = {f"lineage.{k}": v for k, v in lineage.items()}
     if moved is None:
         tags["gate.decision"] = "pending" if decision.promote else "rejected"
     else:
         is_champion = moved.moved or moved.from_version == version  # a retried registration of the champion
-        tags["gate.decision"] = "promoted" if is_champion else "rejected"
+        held = moved.held_by is not None and decision.promote
+        tags["gate.decision"] = "promoted" if is_champion else "held" if held else "rejected"
+        if held:
+            tags["gate.held_by_pin"] = moved.held_by.describe()[:4000]
         if moved.regated_against is not None:
             tags["gate.regated_against"] = moved.regated_against
     tags["gate.champion_compared"] = decision.champion_version or "none"
@@ -269,13 +339,19 @@ def tag_version(client: MlflowClient, name: str, version: str, decision: GateDec
 
 def promote(client: MlflowClient, name: str, version: str, champion: str | None, decision: GateDecision, gate: Gate,
             run_id: str) -> MoveResult:
-    """Compare-and-set `champion` to the challenger when the gate passed; `decision` of the result is the final one."""
+    """Compare-and-set `champion` to the challenger when the gate passed; `decision` of the result is the final one.
+
+    A pin (checked under the lock) suspends the move: the result is not moved, with `held_by` set."""
     if not decision.promote:
         return MoveResult(False, champion, version, decision=decision)
     moved = compare_and_set(
         client, name, version, champion, action="auto-promote", regate=gate,
         reason=f"gate passed in run {run_id}", rules=decision_rules(decision),
     )
+    if moved.held_by is not None:
+        import logging
+
+        logging.getLogger(__name__).warning("%s v%s: would promote, but %s", name, version, release_hint(moved.held_by))
     return moved if moved.decision is not None else replace(moved, decision=decision)
 
 

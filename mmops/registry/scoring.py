@@ -3,31 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from mmops.config import MODALITIES
-from mmops.data.manifest import MEDIA_COLUMNS, read_manifest
+from mmops.evaluate.latency import frozen_test_rows  # noqa: F401 - the gate's rows are the rows evaluate times
 from mmops.evaluate.metrics import classification_metrics, probability_metrics
 from mmops.inference.model_dir import LoadedModel
 from mmops.inference.predict import predict_frame
-
-
-def frozen_test_rows(data_dir: Path, splits_csv: Path) -> pd.DataFrame:
-    """The frozen test split as raw rows with absolute media paths (what a client would send).
-
-    Every modality column is present: one the manifest lacks is empty in every row (missing).
-    """
-    df = read_manifest(data_dir).drop(columns=["split"], errors="ignore")
-    df = df.merge(pd.read_csv(splits_csv, dtype=str), on="sample_id")
-    test = df[df["split"] == "test"].reset_index(drop=True)
-    test = test.assign(**{m: "" for m in MODALITIES if m not in test})
-    root = Path(data_dir).resolve()
-    for column in MEDIA_COLUMNS:
-        test[column] = [str(root / p) if p else "" for p in test[column]]
-    return test
 
 
 def removed_modalities(keys: Iterable[str]) -> list[str]:

@@ -28,14 +28,11 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
-import numpy as np
-import pandas as pd
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from mmops.config import MODALITIES
-from mmops.inference.predict import predict_frame
+from mmops.inference.predict import predict_rows as inference_predict_rows
 from mmops.serve.auth import check_token, resolve_token
 from mmops.serve.batching import MicroBatcher, Overloaded, ShuttingDown
 from mmops.serve.inputs import read_rows
@@ -55,15 +52,8 @@ log = logging.getLogger("mmops.serve")
 
 
 def predict_rows(served: ServedModel, rows: list[dict]) -> list[dict]:
-    """Rows -> prediction dicts through `predict_frame` (the pyfunc's and training's path)."""
-    frame = pd.DataFrame(rows, columns=list(MODALITIES))
-    out = predict_frame(served.loaded, frame, batch_size=max(len(rows), 1))
-    classes = served.classes
-    probs = out[classes].to_numpy(dtype=np.float64)
-    return [
-        {"label": str(label), "probabilities": dict(zip(classes, map(float, p))), "model_version": served.version}
-        for label, p in zip(out["label"], probs)
-    ]
+    """Rows -> prediction dicts: the shared model call the evaluate stage times for the latency gate."""
+    return inference_predict_rows(served.loaded, rows, served.version)
 
 
 def input_contract(served: ServedModel) -> dict:

@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from mmops.inference.predict import SERVE_MAX_BATCH_SIZE, serve_torch_threads
+
 ENV_PREFIX = "MMOPS_SERVE_"
 TOKEN_ENV = ENV_PREFIX + "TOKEN"
 
@@ -18,14 +20,14 @@ class ServeSettings(BaseModel):
     alias: str = Field("champion", min_length=1)
     max_body_bytes: int = Field(8 * 1024 * 1024, gt=0, description="request body cap (413 above)")
     max_instances: int = Field(64, gt=0, description="instances per request (413 above)")
-    max_batch_size: int = Field(32, gt=0, description="rows per model call")
+    max_batch_size: int = Field(SERVE_MAX_BATCH_SIZE, gt=0, description="rows per model call")
     max_wait_ms: float = Field(5.0, ge=0, description="how long a batch waits for more requests (under load)")
     max_queue_rows: int = Field(1024, gt=0, description="rows waiting for the model (503 above)")
     max_concurrent_requests: int = Field(64, gt=0, description="/predict requests in flight (503 above)")
     request_timeout_s: float = Field(30.0, gt=0, description="a /predict request not answered by then gets 504")
     decode_threads: int = Field(2, gt=0, description="threads that read JSON and check media off the event loop")
     torch_threads: int = Field(
-        default_factory=lambda: max(1, min(4, (os.cpu_count() or 2) // 2)),
+        default_factory=serve_torch_threads,
         gt=0, description="intra-op threads of the model call (oversubscribed OpenMP is very slow)",
     )
     poll_interval_s: float = Field(10.0, ge=0, description="champion check period; 0 = no hot reload")

@@ -22,11 +22,11 @@ from sklearn.metrics import accuracy_score, f1_score
 from torch.nn.parallel import DistributedDataParallel
 
 from mmops.atomic import atomic_path, atomic_write_json, remove_stale_temps
-from mmops.catalog import CHECKPOINT, HISTORY_JSON, RESUME_STATE, Catalog
+from mmops.catalog import CHECKPOINT, HISTORY_JSON, Catalog
 from mmops.config import Params
 from mmops.data.hashing import file_sha256
 from mmops.models.batch import index, to_device
-from mmops.inference.model_dir import export_audio_backbone, export_text_backbone
+from mmops.inference.model_dir import export_audio_backbone, export_text_backbone, lean_checkpoint, write_base_weights
 from mmops.inference.predict import predict_logits
 from mmops.models import MultimodalClassifier
 from mmops.models.augment import augment_batch, augmented_modalities
@@ -116,6 +116,7 @@ class TrainRecipe:
         if self.dist.is_main:
             console.print(f"training budget: {self.budget}")
             remove_stale_temps(self.paths.model)  # half-written files of a killed earlier attempt
+            remove_stale_temps(self.paths.resume_state.parent)
 
         self.model = MultimodalClassifier(
             self.params.model, len(self.params.classes), features=self.params.features
@@ -139,13 +140,15 @@ class TrainRecipe:
         self.use_amp = self.device.type == "cuda" and self.cfg.amp
         self.amp_dtype = torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
-        if self.resume and (self.paths.model / RESUME_STATE).exists():
+        # frozen parameters are loaded from their pretrained source at every setup: the resume state skips them
+        self.frozen = {name for name, p in self.model.named_parameters() if not p.requires_grad}
+        if self.resume and self.paths.resume_state.exists():
             self._resume()
 
     def _resume(self) -> None:
         """Continue from the resume state if it was written for these params and features; else
         remove it (another run's, or unreadable) and train from scratch."""
-        path = self.paths.model / RESUME_STATE
+        path = self.paths.resume_state
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
             refused = None if state.get("fingerprint") == self.fingerprint else "written for other params or features"
@@ -160,7 +163,10 @@ class TrainRecipe:
 
     def _load_last(self, state: dict) -> None:
         """Restore model, optimizer, scheduler, scaler, RNGs and loop state from the resume state."""
-        self.model.load_state_dict(state["state_dict"])
+        missing, unexpected = self.model.load_state_dict(state["state_dict"], strict=False)
+        if unexpected or set(missing) - self.frozen:
+            raise RuntimeError(f"resume state {self.paths.resume_state} does not fit the model (missing "
+                               f"{sorted(set(missing) - self.frozen)[:5]}, unexpected {unexpected[:5]}); delete it")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -170,7 +176,7 @@ class TrainRecipe:
         self.best_f1, self.best_epoch, self.stale = state["best_f1"], state["best_epoch"], state["stale"]
         self.stopped = state["stopped"]
         if self.dist.is_main:
-            console.print(f"resumed from {self.paths.model / RESUME_STATE} after epoch {state['epoch']}", soft_wrap=True)
+            console.print(f"resumed from {self.paths.resume_state} after epoch {state['epoch']}", soft_wrap=True)
 
     def _wants_cuda(self) -> bool:
         return self.cfg.device == "cuda" or (self.cfg.device == "auto" and torch.cuda.is_available())
@@ -267,23 +273,33 @@ class TrainRecipe:
         if not self.dist.is_main:
             return
         self.paths.model.mkdir(parents=True, exist_ok=True)
+        # frozen pretrained tensors identical to their source file are referenced by sha256
+        # (`base_weights.json`), not stored: one copy per content hash instead of one per version
+        state_dict, bases = lean_checkpoint(self.model, self.model.state_dict())
         state = {
-            "state_dict": self.model.state_dict(),
+            "state_dict": state_dict,
             "params": self.params.dump(),
             "classes": self.params.classes,
             "epoch": epoch,
             "val": val,
         }
+        if bases:  # the reference first: a kill in between leaves a full checkpoint beside it (still loads)
+            write_base_weights(self.paths.model, bases)
         with atomic_path(self.paths.model / CHECKPOINT) as tmp:
             torch.save(state, tmp)
+        if not bases:
+            write_base_weights(self.paths.model, bases)  # removes a stale reference
 
     def save_last(self, epoch: int) -> None:
-        """The resume state (`last.pt`): the full training state after `epoch`, for `resume`."""
+        """The resume state (`last.pt`): the full training state after `epoch`, for `resume`.
+
+        It lives beside the model folder (`Catalog.resume_state`), never in it: the model folder
+        is what gets registered, and the optimizer moments are no part of a served model."""
         if not self.dist.is_main:
             return
-        self.paths.model.mkdir(parents=True, exist_ok=True)
+        self.paths.resume_state.parent.mkdir(parents=True, exist_ok=True)
         state = {
-            "state_dict": self.model.state_dict(),
+            "state_dict": {k: v for k, v in self.model.state_dict().items() if k not in self.frozen},
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -296,7 +312,7 @@ class TrainRecipe:
             "history": self.history,
             "fingerprint": self.fingerprint,
         }
-        with atomic_path(self.paths.model / RESUME_STATE) as tmp:
+        with atomic_path(self.paths.resume_state) as tmp:
             torch.save(state, tmp)
 
     def finish(self, summary: dict) -> None:
@@ -309,10 +325,10 @@ class TrainRecipe:
 
 def train(params: Params, paths: Catalog, resume: bool = False) -> Path:
     """Train on `paths.features` (train and val splits); write the model folder `paths.model`
-    (checkpoint, resume state and history).
+    (checkpoint and history; the resume state goes to `paths.resume_state`, beside it).
 
-    `resume`: continue from the resume state in `paths.model` when there is one (same weights as
-    an uninterrupted run).
+    `resume`: continue from the resume state `paths.resume_state` when there is one (same
+    weights as an uninterrupted run).
     """
     recipe = TrainRecipe(params, paths, resume=resume)
     recipe.setup()

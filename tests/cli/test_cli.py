@@ -12,7 +12,7 @@ from mmops.catalog import VALIDATION_JSON
 
 MMOPS = [str(Path(sys.executable).parent / "mmops")]
 COMMANDS = [
-    "demo-data", "validate", "preprocess", "train", "evaluate", "register", "promote", "rollback", "history",
+    "demo-data", "validate", "preprocess", "train", "evaluate", "register", "promote", "rollback", "release", "history", "gc", "env", "ui",
     "ablate", "run", "schedule", "serve", "predict", "profile",
 ]
 
@@ -86,3 +86,18 @@ def test_profile_writes_a_card_and_a_params_file_with_auto_pinned(tmp_path, tiny
     written = yaml.safe_load((tmp_path / "mine.yaml").read_text())
     assert written["classes"] == ["negative", "neutral", "positive"] and written["model"]["modalities"] == ["text", "image"]
     assert load_params(tmp_path / "mine.yaml").paths.data == data  # a params file the pipeline takes as is
+
+
+def test_validate_of_another_folder_leaves_the_pipeline_report_alone(small_dataset, tmp_path):
+    """`mmops validate DIR` on a folder that is not `paths.data` writes DIR.validation beside it (or --out),
+    so the pipeline's reports/validation.* (a dvc output) stay as the pipeline wrote them."""
+    import shutil
+
+    data = shutil.copytree(small_dataset, tmp_path / "theirs")
+    out = run("validate", str(data), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "theirs.validation" / VALIDATION_JSON).exists()
+    assert not (tmp_path / "reports").exists()
+    assert "theirs.validation" in " ".join(out.stderr.split())
+    out = run("validate", str(data), "--out", str(tmp_path / "elsewhere"), cwd=tmp_path)
+    assert out.returncode == 0 and (tmp_path / "elsewhere" / VALIDATION_JSON).exists()

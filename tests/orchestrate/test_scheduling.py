@@ -39,7 +39,7 @@ def _wait_for(pattern: str, log: Path, proc: subprocess.Popen, timeout: float) -
             return found
         if proc.poll() is not None:
             raise RuntimeError(f"mmops schedule exited ({proc.returncode}):\n{log.read_text()[-4000:]}")
-        time.sleep(0.5)
+        time.sleep(0.2)
     raise TimeoutError(f"{pattern!r} not in {log} after {timeout}s:\n{log.read_text()[-4000:]}")
 
 
@@ -80,8 +80,12 @@ def stack(tmp_path_factory, small_dataset, tiny_text_model):
         pids = {name: int(pid) for name, pid in re.findall(r"started prefect (server|worker) \(pid (\d+)\)", text)}
         with temporary_settings(updates={PREFECT_API_URL: f"http://127.0.0.1:{port}/api",
                                          PREFECT_API_AUTH_STRING: AUTH}):
+            from prefect.deployments import run_deployment
+
+            # submitted now, without waiting: the worker runs it while the first tests check the stack
+            first = run_deployment("mmops-retrain/manual", timeout=0)
             yield {"proc": proc, "log": log, "pids": pids, "root": root, "overrides": overrides,
-                   "data": small_dataset, "uri": uri}
+                   "data": small_dataset, "uri": uri, "first": first}
             drain_prefect_clients()
     finally:
         stop_group(proc, timeout=90, sig=signal.SIGINT)  # a test failed before the Ctrl-C test: stop it by PID
@@ -100,8 +104,21 @@ def _client():
 def _run(name: str, timeout: float = 900, **parameters):
     from prefect.deployments import run_deployment
 
-    run = run_deployment(name, parameters=parameters or None, timeout=timeout, poll_interval=2)
+    run = run_deployment(name, parameters=parameters or None, timeout=timeout, poll_interval=1)
     assert run.state.is_completed(), f"{name}: {run.state.name}: {run.state.message}"
+    return run
+
+
+def _finished(run, timeout: float = 900):
+    """`run` (a flow run already submitted) once it reached a final state; it must have completed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with _client() as client:
+            run = client.read_flow_run(run.id)
+        if run.state.is_final() or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert run.state.is_completed(), f"{run.name}: {run.state.name}: {run.state.message}"
     return run
 
 
@@ -115,7 +132,7 @@ def _stage_states(flow_run_id) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def first_run(stack):
-    return _run("mmops-retrain/manual")
+    return _finished(stack["first"])
 
 
 def test_the_started_prefect_server_refuses_clients_without_the_auth_string(stack):
@@ -186,7 +203,7 @@ def test_the_cron_schedule_fires_on_the_worker(stack, first_run):
                 flow_run_filter=FlowRunFilter(
                     state=FlowRunFilterState(type=FlowRunFilterStateType(any_=["COMPLETED", "FAILED", "CRASHED"]))),
             )
-        time.sleep(3)
+        time.sleep(1)
     assert done, "no scheduled run finished within 4 minutes"
     run = done[0]
     assert run.state.is_completed(), run.state.message

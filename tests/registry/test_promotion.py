@@ -101,7 +101,7 @@ def test_rejected_version_needs_force_and_is_marked(model):
 
 def test_int8_variant_and_unknown_versions_are_refused(model):
     client, name = model
-    with pytest.raises(PromotionError, match="v4 is the int8 variant of v2; promote v2"):
+    with pytest.raises(PromotionError, match="v4 is the int8 variant of v2, .*; promote v2 instead"):
         promote(client, name, "4", "r")
     with pytest.raises(PromotionError, match="has no version 9; versions: 1, 2, 3, 4"):
         promote(client, name, "9", "r")
@@ -124,7 +124,7 @@ def _decision(promote_: bool, champion: str | None) -> GateDecision:
 
 def test_compare_and_set_regates_against_a_changed_champion(model):
     client, name = model
-    promote(client, name, "1", "r")
+    promote(client, name, "1", "r", pin=False)  # unpinned: automatic promotion may follow
     seen = []
 
     def regate(champion):

@@ -114,6 +114,7 @@ def test_impossible_int8_threshold_registers_no_variant_and_alias_follows(first,
         quantize={"max_accuracy_drop": -1.0},
         gate={"regression": {"macro_f1": {"max_drop": 0.02}, "without_audio.macro_f1": {"max_drop": 0.0}}},
     )
+    (trained.paths.model / "NOTES.txt").write_text("the same weights, other content: a new version\n")
     result = _register(params, small_dataset)
     client = MlflowClient()
     assert result["version"] == "3" and result["previous_champion"] == "1"

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 
-import mlflow
 import pytest
 from mlflow import MlflowClient
 
@@ -31,32 +30,66 @@ STEPS = {
     "moved, final tag not written": ("mmops.registry.register", "promote", "after"),
 }
 
+# One warm process imports mmops, MLflow and torch once, then forks a child per step: each child is a
+# fresh process that patches one call to SIGKILL itself and runs `register` (no imports paid per kill).
 DRIVER = textwrap.dedent("""
-    import importlib, json, os, signal, sys
+    import importlib, json, os, signal, sys, traceback
     from mmops.catalog import Catalog
     from mmops.config import Params
-    from mmops.registry.register import register
+    import mmops.registry.register, mmops.registry.promotion, mmops.inference.pyfunc, mmops.inference.verify
+    import mlflow.pyfunc, mlflow.store.tracking.sqlalchemy_store, mlflow.store.model_registry.sqlalchemy_store
 
-    module, function, when = sys.argv[2:5]
-    target = importlib.import_module(module)
-    original = getattr(target, function)
+    print("ready", flush=True)
+    for line in sys.stdin:
+        spec_file, module, function, when = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            with open(spec_file + ".log", "w") as log:
+                os.dup2(log.fileno(), 1)
+                os.dup2(log.fileno(), 2)
+            try:
+                target = importlib.import_module(module)
+                original = getattr(target, function)
 
-    def killed(*args, **kwargs):
-        if when == "before":
-            os.kill(os.getpid(), signal.SIGKILL)
-        out = original(*args, **kwargs)
-        os.kill(os.getpid(), signal.SIGKILL)
-        return out
+                def killed(*args, **kwargs):
+                    if when == "before":
+                        os.kill(os.getpid(), signal.SIGKILL)
+                    out = original(*args, **kwargs)
+                    os.kill(os.getpid(), signal.SIGKILL)
+                    return out
 
-    setattr(target, function, killed)
-    spec = json.loads(open(sys.argv[1]).read())
-    params = Params.model_validate(spec["params"])
-    register(params, Catalog.from_paths(params.paths, data=spec["data"]))
+                setattr(target, function, killed)
+                spec = json.loads(open(spec_file).read())
+                params = Params.model_validate(spec["params"])
+                register = importlib.import_module("mmops.registry.register").register
+                register(params, Catalog.from_paths(params.paths, data=spec["data"]))
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                sys.stderr.flush()
+                os._exit(1)  # not killed: the step was never reached
+        _, status = os.waitpid(pid, 0)
+        print(-os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status), flush=True)
 """)
 
 
 @pytest.fixture(scope="module")
-def trained(prepared, store, tmp_path_factory, served_model_dir, small_dataset):
+def driver(store):
+    """The warm forking driver, started first so that its imports overlap the `trained` fixture."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store}
+    proc = subprocess.Popen([sys.executable, "-c", DRIVER], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    yield proc
+    proc.stdin.close()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def trained(driver, prepared, store, tmp_path_factory, served_model_dir, small_dataset):
     """Params whose model is the shared trained folder; a first champion registered from it."""
     root = tmp_path_factory.mktemp("kill")
     paths = prepared.paths.model_copy(update={"model": root / "model", "metrics": root / "metrics",
@@ -76,23 +109,30 @@ def trained(prepared, store, tmp_path_factory, served_model_dir, small_dataset):
     stages.evaluate(params, catalog)
     first = register(params, catalog)  # v1, the champion the kills must never break
     assert first["promoted"] and first["version"] == "1"
-    # the run under test: the same model with other params, so another registration (v2)
+    # the run under test: the same weights with another file and other params, so another registration (v2)
+    # (the same content would reuse v1: a model is registered once)
+    (paths.model / "NOTES.txt").write_text("another registration of the same weights\n")
     return params.model_copy(update={"gate": params.gate.model_copy(update={"floors": {"accuracy": 0.02}})})
 
 
-def _kill_register_at(step: str, params, data, tmp_path) -> None:
-    spec = tmp_path / "spec.json"
+def _kill_register_at(driver, step: str, params, data, tmp_path) -> None:
+    spec = tmp_path / f"spec-{step.replace(' ', '-')}.json"
     spec.write_text(json.dumps({"params": params.dump(), "data": str(data)}))
-    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri()}
-    proc = subprocess.run([sys.executable, "-c", DRIVER, str(spec), *STEPS[step]], env=env, capture_output=True,
-                          text=True, timeout=600)
-    assert proc.returncode == -9, f"{step}: exit {proc.returncode}\n{proc.stderr[-3000:]}"
+    if not getattr(driver, "ready", False):
+        assert driver.stdout.readline().strip() == "ready", f"the kill driver did not start (exit {driver.poll()})"
+        driver.ready = True
+    driver.stdin.write(json.dumps([str(spec), *STEPS[step]]) + "\n")
+    driver.stdin.flush()
+    returncode = int(driver.stdout.readline() or "0")
+    log = spec.with_name(spec.name + ".log")
+    assert returncode == -9, f"{step}: exit {returncode}\n{log.read_text()[-3000:] if log.exists() else ''}"
 
 
-def test_a_kill_at_any_step_leaves_nothing_promotable_and_a_champion_that_loads(trained, small_dataset, tmp_path):
+def test_a_kill_at_any_step_leaves_nothing_promotable_and_a_champion_that_loads(trained, driver, small_dataset,
+                                                                                 tmp_path):
     client = MlflowClient()
     for step in STEPS:
-        _kill_register_at(step, trained, small_dataset, tmp_path)
+        _kill_register_at(driver, step, trained, small_dataset, tmp_path)
         versions = sorted(str(v.version) for v in client.search_model_versions(f"name='{NAME}'"))
         assert versions == ["1", "2"], f"{step}: a retried registration must reuse its version, got {versions}"
         if current_version(client, NAME, CHAMPION) != "2":  # v1 was gated and promoted before: not in question

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from mmops.catalog import RESUME_STATE
+from mmops.catalog import resume_state_file
 
 SCRIPT = """
 import sys
@@ -59,8 +59,8 @@ def test_two_ranks_match_one_process(prepared, tmp_path):
     assert single.returncode == 0, out[-3000:]
     assert torchrun.returncode == 0, torchrun.stdout[-3000:] + torchrun.stderr[-3000:]
 
-    a = torch.load(one / RESUME_STATE, weights_only=False)
-    b = torch.load(ddp / RESUME_STATE, weights_only=False)
+    a = torch.load(resume_state_file(one), weights_only=False)
+    b = torch.load(resume_state_file(ddp), weights_only=False)
     assert a["epoch"] == b["epoch"] == 2
     diffs = sorted((a["state_dict"][k].float() - b["state_dict"][k].float()).abs().max().item() for k in a["state_dict"])
     # float summation order differs (gloo all-reduce of two half-batch gradients), and Adam's

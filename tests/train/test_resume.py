@@ -19,7 +19,7 @@ import yaml
 
 from datagen.unlike_demo import make_dataset
 from mmops import stages
-from mmops.catalog import CHECKPOINT, HISTORY_JSON, RESUME_STATE, Catalog
+from mmops.catalog import BASE_WEIGHTS, CHECKPOINT, HISTORY_JSON, Catalog, resume_state_file
 from mmops.params_file import load_params
 from mmops.train.recipe import TrainRecipe, lr_lambda
 from pipeline_overrides import overrides_for
@@ -72,7 +72,7 @@ def _finish(proc):
 
 
 def _last(out):
-    return torch.load(out / RESUME_STATE, weights_only=True)
+    return torch.load(resume_state_file(out), weights_only=True)
 
 
 def test_resume_after_sigkill_matches_uninterrupted_run(prepared, params_file, tmp_path):
@@ -84,7 +84,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(prepared, params_file, t
     deadline = time.monotonic() + 240
     killed_after = None
     while time.monotonic() < deadline and run_b.poll() is None:
-        if (b_dir / RESUME_STATE).exists():
+        if resume_state_file(b_dir).exists():
             try:
                 killed_after = _last(b_dir)["epoch"]
             except Exception:  # noqa: BLE001  (a torch.save in flight is never visible: atomic replace)
@@ -191,8 +191,8 @@ def test_resume_state_of_other_params_or_features_is_refused_and_removed(shapes,
     other = params.model_copy(update={"train": params.train.model_copy(update={"lr": params.train.lr / 2})})
     recipe = _setup(other, paths)
     assert recipe.start_epoch == 1 and recipe.history == []
-    assert not (paths.model / RESUME_STATE).exists()
-    assert f"{paths.model / RESUME_STATE} refused and removed: written for other params or features" in capfd.readouterr().err
+    assert not paths.resume_state.exists()
+    assert f"{paths.resume_state} refused and removed: written for other params or features" in capfd.readouterr().err
 
     # other features (one label flipped), same params: refused too
     train(params, paths)
@@ -202,7 +202,7 @@ def test_resume_state_of_other_params_or_features_is_refused_and_removed(shapes,
     split["labels"][0] = 1 - split["labels"][0]
     torch.save(split, features / "train.pt")
     assert _setup(params, replace(paths, features=features)).start_epoch == 1
-    assert not (paths.model / RESUME_STATE).exists()
+    assert not paths.resume_state.exists()
 
     # the retry trains from scratch: exactly the weights of a fresh run with the new params
     train(params, paths)
@@ -216,13 +216,14 @@ def test_unreadable_or_pickled_resume_state_is_refused(shapes, tmp_path, capfd):
     params, base = shapes
     paths = replace(base, model=tmp_path / "m")
     paths.model.mkdir()
+    paths.resume_state.parent.mkdir()
     for content, why in ((b"PK\x03\x04 torn", "unreadable"), (None, "unreadable (UnpicklingError)")):
         if content is None:  # a pickle that runs code on load (weights_only=False would execute it)
-            torch.save({"fingerprint": object()}, paths.model / RESUME_STATE)
+            torch.save({"fingerprint": object()}, paths.resume_state)
         else:
-            (paths.model / RESUME_STATE).write_bytes(content)
+            paths.resume_state.write_bytes(content)
         assert _setup(params, paths).start_epoch == 1
-        assert not (paths.model / RESUME_STATE).exists()
+        assert not paths.resume_state.exists()
         assert why in capfd.readouterr().err
 
 
@@ -238,7 +239,7 @@ def test_kill_in_the_middle_of_a_checkpoint_write_leaves_no_torn_file(shapes, tm
     killed = _start(None, out, params_file, tear_save=3)
     killed.communicate(timeout=300)
     assert killed.returncode == -signal.SIGKILL
-    temps = [p.name for p in out.iterdir() if p.name.startswith(".")]
+    temps = [p.name for d in (out, resume_state_file(out).parent) for p in d.iterdir() if p.name.startswith(".")]
     assert len(temps) == 1 and ".tmp-" in temps[0]  # the torn bytes never reached a final name
     assert _last(out)["epoch"] == 1
     assert torch.load(out / CHECKPOINT, weights_only=True)["epoch"] == 1
@@ -246,8 +247,11 @@ def test_kill_in_the_middle_of_a_checkpoint_write_leaves_no_torn_file(shapes, tm
 
     capfd.readouterr()
     train(params, replace(base, model=out), resume=True)
-    assert f"resumed from {out / RESUME_STATE} after epoch 1" in capfd.readouterr().err
-    assert sorted(p.name for p in out.iterdir() if p.is_file()) == [CHECKPOINT, HISTORY_JSON, RESUME_STATE]
+    assert f"resumed from {resume_state_file(out)} after epoch 1" in capfd.readouterr().err
+    # the model folder holds what serving needs; the resume state lives beside it, never registered
+    # (the frozen tiny BERT is referenced by sha256 in base_weights.json, not stored)
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == [BASE_WEIGHTS, CHECKPOINT, HISTORY_JSON]
+    assert resume_state_file(out).is_file()
     assert _last(out)["epoch"] == 3
     assert len(json.loads((out / HISTORY_JSON).read_text())["epochs"]) == 3
 
