@@ -17,7 +17,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 METRICS = ("accuracy", "macro_f1", "shifted.accuracy", "shifted.macro_f1", "without_text.macro_f1",
-           "without_image.macro_f1", "without_audio.macro_f1", "roc_auc_ovr_macro", "ece")
+           "without_image.macro_f1", "without_audio.macro_f1", "roc_auc_ovr_macro", "ece",
+           "latency.batch_1.p50_ms", "latency.batch_1.p95_ms", "latency.batch_32.per_sample_p50_ms",
+           "latency.model_only.batch_1.p50_ms")
 STAGE_LINE = re.compile(r"\b(validate|preprocess|train|evaluate|register): (reusing the cached result|running)")
 
 
@@ -44,7 +46,6 @@ def figures(root: Path) -> dict:
 
     metrics = flatten(json.loads((root / "artifacts/metrics/metrics.json").read_text()))
     out: dict = {k: metrics[k] for k in METRICS if k in metrics}
-    out |= {k: v for k, v in metrics.items() if k.startswith("latency.") and k.endswith(("p50_ms", "p95_ms"))}
     summary = json.loads((root / "artifacts/model/history.json").read_text())["summary"]
     out |= {f"training.{k}": v for k, v in summary.items() if isinstance(v, (int, float, str))}
     registry = json.loads((root / "reports/registry.json").read_text())
