@@ -37,7 +37,7 @@ from mmops.catalog import AUDIO_BACKBONE, BASE_WEIGHTS, CHECKPOINT, INT8_CHECKPO
 from mmops.config import Params
 from mmops.features.extract import FeatureExtractor
 from mmops.models import MultimodalClassifier, tokenizer_source
-from mmops.models.pretrained import find_base_weights, single_safetensors, weights_sha256
+from mmops.models.pretrained import cache_blob, find_base_weights, single_safetensors, weights_sha256
 
 INT8_QUANTIZATION = "dynamic_int8_linear"
 
@@ -160,6 +160,9 @@ def _strip(key: str, prefix: str) -> str:
 def write_base_weights(model_dir: Path, bases: dict[str, dict]) -> None:
     """Write (or, with no entries, remove) the folder's `base_weights.json`."""
     path = Path(model_dir) / BASE_WEIGHTS
+    for entry in bases.values():  # the training path may go away: keep a verified copy per content hash
+        if entry.get("source") and Path(entry["source"]).is_file():
+            cache_blob(Path(entry["source"]), entry["sha256"])
     if bases:
         atomic_write_json(path, bases)
     else:

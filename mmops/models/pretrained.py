@@ -16,9 +16,11 @@ import importlib
 import json
 import logging
 import os
+import shutil
 from functools import lru_cache
 from pathlib import Path
 
+from mmops.atomic import atomic_path
 from mmops.data.hashing import file_sha256
 from mmops.env import STATE_DIR
 from mmops.errors import UserError
@@ -198,6 +200,17 @@ def blob_cache_dir() -> Path:
 def blob_cache_file(sha256: str) -> Path:
     """Where the local blob cache keeps the safetensors file of digest `sha256`."""
     return blob_cache_dir() / f"{sha256.lower()}.safetensors"
+
+
+def cache_blob(file: Path, sha256: str) -> Path:
+    """Copy `file` (content `sha256`) into the local blob cache once, so a model folder that
+    references it keeps loading here after the training path is gone."""
+    target = blob_cache_file(sha256)
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(target) as tmp:
+            shutil.copyfile(file, tmp)
+    return target
 
 
 def single_safetensors(ref: str) -> Path | None:

@@ -119,3 +119,31 @@ def test_invalid_data_stops_before_training(first_run, env, mislabeled_dataset, 
     assert not (run_dir / "features").exists() and not (run_dir / "model").exists()
     assert {str(v.version) for v in MlflowClient().search_model_versions(f"name='{NAME}'")} == versions_before
     assert _champion() == "1"
+
+
+def test_rollback_holds_over_an_unchanged_rerun_until_released(first_run, env, small_dataset, tiny_text_model):
+    """The issue's scenario through the flow: a person rolls `champion` back (here onto the worse v of
+    run 2); rerunning the first run unchanged must neither register anything nor re-promote over
+    that decision. After `release`, the same unchanged rerun may promote again (its model passes)."""
+    from mmops.orchestrate.retrain import retrain
+    from mmops.registry.promotion import read_history, release, rollback
+    from pipeline_overrides import overrides_for
+
+    client = MlflowClient()
+    worse = next(str(v.version) for v in client.search_model_versions(f"name='{NAME}'")
+                 if v.tags.get("gate.decision") == "rejected" and not v.tags.get("mmops.variant"))
+    rollback(client, NAME, "a person prefers the other one", to=worse)
+    versions = {str(v.version) for v in client.search_model_versions(f"name='{NAME}'")}
+    moves = len(read_history(client, NAME))
+    overrides = overrides_for(env / "run1", tiny_text_model, **{"registry.model_name": NAME})
+
+    again = retrain(params_path=None, overrides=overrides, data_dir=str(small_dataset))["registry"]
+    assert _champion() == worse and again["champion_version"] == worse
+    assert again["pin"] and again["pin"]["version"] == worse
+    assert {str(v.version) for v in client.search_model_versions(f"name='{NAME}'")} == versions
+    assert len(read_history(client, NAME)) == moves  # nothing moved
+
+    release(client, NAME, "done with the comparison")
+    after = retrain(params_path=None, overrides=overrides, data_dir=str(small_dataset))["registry"]
+    assert after["version"] == "1" and after["promoted"] is True and _champion() == "1"
+    assert {str(v.version) for v in client.search_model_versions(f"name='{NAME}'")} == versions  # reused v1

@@ -74,7 +74,7 @@ def registered(server, as_user, model_factory, tmp_path, monkeypatch):
     monkeypatch.delenv("MMOPS_ACTOR", raising=False)
     client = as_user(PIPELINE, PIPELINE_PASSWORD)
     name = model_factory(client, "s3://mmops-test/never-read")  # versions without files: only aliases move
-    promote(client, name, "1", "first release")
+    promote(client, name, "1", "first release", pin=False)  # automatic promotion must carry on
     return name
 
 

@@ -13,6 +13,7 @@ import socket
 import ssl
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import mlflow
@@ -195,6 +196,8 @@ def _wait_for_version(client, version: str, timeout: float = 90) -> None:
 
 def test_hot_reload_follows_the_champion_alias(server, registry):
     client, _ = server
+    # the same weights with other content: a new version (identical content would reuse v1)
+    (Path(registry["params"].paths.model) / "NOTES.txt").write_text("v2 of the same weights\n")
     version = _register(registry["params"], registry["data"], registry["root"] / "reports-v2")
     assert version == "2"
     _wait_for_version(client, "2")
