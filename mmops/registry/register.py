@@ -232,7 +232,7 @@ def log_pyfunc(client: MlflowClient, model_dir: Path, name: str, artifact_name: 
 
     for modality, entry in read_base_weights(model_dir).items():  # frozen weights: once per content hash
         store_blob(client, find_base_weights(entry["sha256"], entry.get("source"), f"{model_dir} [{modality}]"),
-                   entry["sha256"])
+                   entry["sha256"], entry["file"])
     with quiet_log_model():
         info = mlflow.pyfunc.log_model(
             name=artifact_name,

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -82,14 +84,20 @@ def setup_mlflow(experiment: str, root: Path | None = None):
     return mlflow
 
 
-def store_blob(client, path: Path, sha256: str) -> str:
-    """Store the file `path` (content `sha256`) in the blob store unless it is there; returns its run id."""
+def store_blob(client, path: Path, sha256: str, name: str | None = None) -> str:
+    """Store the file `path` (content `sha256`) in the blob store, as `name` (default: its own name),
+    unless it is there; returns its run id."""
     if run_id := blob_run_id(client, sha256):
         return run_id
     experiment_id = ensure_experiment(client, BLOB_EXPERIMENT)
     run = client.create_run(experiment_id, run_name=f"blob-{sha256[:12]}", tags={BLOB_TAG: sha256})
     try:
-        client.log_artifact(run.info.run_id, str(path), f"{BLOB_DIR}/{sha256}")
+        with tempfile.TemporaryDirectory(prefix="mmops-blob-") as tmp:
+            named = Path(path)
+            if name and named.name != name:  # e.g. the local cache's `<sha256>.safetensors`
+                named = Path(tmp) / name
+                shutil.copyfile(path, named)
+            client.log_artifact(run.info.run_id, str(named), f"{BLOB_DIR}/{sha256}")
     except BaseException:
         client.set_terminated(run.info.run_id, status="FAILED")
         raise
