@@ -15,8 +15,6 @@ from mmops.registry.gc import collect_garbage, gc_table
 from mmops.registry.promotion import promote
 from mmops.registry.tracking import store_blob
 
-from conftest import make_model
-
 MLMODEL = "flavors:\n  python_function:\n    artifacts:\n      model_dir:\n        path: artifacts/model_dir\n"
 
 
@@ -43,10 +41,10 @@ def _blob(tmp_path: Path, client, content: bytes) -> str:
     return sha
 
 
-def test_gc_keeps_what_serving_and_rollback_need_and_drops_the_rest(store, tmp_path):
+def test_gc_keeps_what_serving_and_rollback_need_and_drops_the_rest(store, model_factory, tmp_path):
     client = MlflowClient()
     kept_blob, dropped_blob = _blob(tmp_path, client, b"a" * 4096), _blob(tmp_path, client, b"b" * 8192)
-    name = make_model(client, tmp_path / "sources", n=4)  # v3 rejected, v4 = int8 of v2
+    name = model_factory(client, tmp_path / "sources", n=4)  # v3 rejected, v4 = int8 of v2
     for v in range(5, 9):
         blob = {5: dropped_blob, 7: kept_blob}.get(v)
         client.create_model_version(name, source=str(_version_dir(tmp_path / "sources", v, blob)), run_id=None)
