@@ -4,14 +4,11 @@ the pin; after `release` the same registration promotes again."""
 
 from __future__ import annotations
 
-import shutil
 
 import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from mmops import stages
-from mmops.catalog import Catalog
 from mmops.cli import print_summary
 from mmops.orchestrate.retrain import _registry_unchanged
 from mmops.registry.promotion import (
@@ -30,23 +27,9 @@ NAME = "mmops-pin-test"
 
 
 @pytest.fixture(scope="module")
-def setup(prepared, store, tmp_path_factory, served_model_dir, small_dataset):
+def setup(evaluated_copy):
     """(params, catalogue): the shared trained model, gated by a floor alone (fast: no re-scoring)."""
-    root = tmp_path_factory.mktemp("pin")
-    paths = prepared.paths.model_copy(update={"model": root / "model", "metrics": root / "metrics",
-                                              "reports": root / "reports"})
-    shutil.copytree(served_model_dir, paths.model)
-    params = prepared.model_copy(update={
-        "paths": paths,
-        "registry": prepared.registry.model_copy(update={"model_name": NAME}),
-        "quantize": prepared.quantize.model_copy(update={"enabled": False}),
-        "gate": prepared.gate.model_copy(update={"floors": {"accuracy": 0.01}, "regression": {}}),
-    })
-    catalog = Catalog.from_paths(paths, data=small_dataset)
-    catalog.reports.mkdir(parents=True)
-    shutil.copy(Catalog.from_paths(prepared.paths).validation_json, catalog.validation_json)
-    stages.evaluate(params, catalog)
-    return params, catalog
+    return evaluated_copy(NAME)
 
 
 def _versions(client) -> set[str]:

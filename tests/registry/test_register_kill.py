@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -89,29 +88,14 @@ def driver(store):
 
 
 @pytest.fixture(scope="module")
-def trained(driver, prepared, store, tmp_path_factory, served_model_dir, small_dataset):
+def trained(driver, evaluated_copy):
     """Params whose model is the shared trained folder; a first champion registered from it."""
-    root = tmp_path_factory.mktemp("kill")
-    paths = prepared.paths.model_copy(update={"model": root / "model", "metrics": root / "metrics",
-                                              "reports": root / "reports"})
-    shutil.copytree(served_model_dir, paths.model)
-    params = prepared.model_copy(update={
-        "paths": paths,
-        "registry": prepared.registry.model_copy(update={"model_name": NAME}),
-        "quantize": prepared.quantize.model_copy(update={"enabled": False}),
-        "gate": prepared.gate.model_copy(update={"floors": {"accuracy": 0.01}, "regression": {}}),
-    })
-    catalog = Catalog.from_paths(paths, data=small_dataset)
-    catalog.reports.mkdir(parents=True)
-    shutil.copy(Catalog.from_paths(prepared.paths).validation_json, catalog.validation_json)
-    from mmops import stages
-
-    stages.evaluate(params, catalog)
+    params, catalog = evaluated_copy(NAME)
     first = register(params, catalog)  # v1, the champion the kills must never break
     assert first["promoted"] and first["version"] == "1"
     # the run under test: the same weights with another file and other params, so another registration (v2)
     # (the same content would reuse v1: a model is registered once)
-    (paths.model / "NOTES.txt").write_text("another registration of the same weights\n")
+    (catalog.model / "NOTES.txt").write_text("another registration of the same weights\n")
     return params.model_copy(update={"gate": params.gate.model_copy(update={"floors": {"accuracy": 0.02}})})
 
 
