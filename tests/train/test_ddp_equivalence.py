@@ -62,13 +62,18 @@ def test_two_ranks_match_one_process(prepared, tmp_path):
     a = torch.load(resume_state_file(one), weights_only=False)
     b = torch.load(resume_state_file(ddp), weights_only=False)
     assert a["epoch"] == b["epoch"] == 2
-    diffs = sorted((a["state_dict"][k].float() - b["state_dict"][k].float()).abs().max().item() for k in a["state_dict"])
-    # float summation order differs (gloo all-reduce of two half-batch gradients), and Adam's
-    # normalisation amplifies that noise in the odd weight whose gradient is near zero: the
-    # typical tensor agrees to ~1e-6, the worst (observed 5e-4) still well inside 2e-3.
-    assert diffs[len(diffs) // 2] < 1e-5, diffs[-10:]
-    assert sum(d > 1e-4 for d in diffs) <= 2, diffs[-10:]
-    assert diffs[-1] < 2e-3, diffs[-10:]
+    keys = list(a["state_dict"])
+    flat_a = torch.cat([a["state_dict"][k].float().flatten() for k in keys])
+    flat_b = torch.cat([b["state_dict"][k].float().flatten() for k in keys])
+    worst = (flat_a - flat_b).abs().max().item()
+    relative = ((flat_a - flat_b).norm() / flat_a.norm()).item()
+    print(f"DDP vs one process: relative L2 {relative:.2e}, worst element {worst:.2e}")
+    # float summation order differs (gloo all-reduce of two half-batch gradients) and Adam's
+    # normalisation amplifies that noise in the odd weight whose gradient is near zero, so single
+    # elements drift (observed up to 5e-4); the weights as a whole agree to ~1e-6. A real bug
+XX
+    assert relative < 1e-4, relative
+    assert worst < 2e-3, worst
     for row_a, row_b in zip(a["history"], b["history"]):
         assert row_a["val_loss"] == pytest.approx(row_b["val_loss"], abs=1e-4)
         assert row_a["val_accuracy"] == row_b["val_accuracy"]
