@@ -70,8 +70,8 @@ def test_two_ranks_match_one_process(prepared, tmp_path):
     print(f"DDP vs one process: relative L2 {relative:.2e}, worst element {worst:.2e}")
     # float summation order differs (gloo all-reduce of two half-batch gradients) and Adam's
     # normalisation amplifies that noise in the odd weight whose gradient is near zero, so single
-    # elements drift (observed up to 5e-4); the weights as a whole agree to ~1e-6. A real bug
-XX
+    # elements drift (observed up to 5e-4, so counting drifting tensors was flaky); the weights as
+    # a whole agree to ~1e-6.
     assert relative < 1e-4, relative
     assert worst < 2e-3, worst
     for row_a, row_b in zip(a["history"], b["history"]):
