@@ -20,7 +20,7 @@ VALIDATION_MD = "validation.md"
 REGISTRY_JSON = "registry.json"
 GATE_MD = "gate.md"
 # features/
-SPLIT_SUFFIX = ".pt"  # one tensor file per split: train.pt, val.pt, test.pt, test_shifted.pt
+# one folder of shards per split (mmops.features.shards): train/, val/, test/, test_shifted/
 SPLITS_CSV = "splits.csv"
 FEATURES_META = "meta.json"
 RESOLVED_YAML = "resolved.yaml"  # what each `auto` in params stood for on this data
@@ -120,8 +120,8 @@ class Catalog:
 
 
 def split_file(features_dir: str | Path, split: str) -> Path:
-    """The tensor file of one featurized split."""
-    return Path(features_dir) / f"{split}{SPLIT_SUFFIX}"
+    """The folder of one featurized split (its shards and `index.json`)."""
+    return Path(features_dir) / split
 
 
 def resume_state_file(model_dir: str | Path) -> Path:

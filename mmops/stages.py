@@ -20,6 +20,7 @@ from mmops.errors import UserError
 
 if TYPE_CHECKING:
     from mmops.features.auto import Resolved
+    from mmops.features.preprocess import Mapper
     from mmops.validate import ValidationReport
 
 
@@ -67,11 +68,12 @@ def validate(params: Params, paths: Catalog) -> ValidationReport:
     return report
 
 
-def preprocess(params: Params, paths: Catalog) -> Resolved:
-    """Resolve `auto` from the data and featurize every split of the validated dataset into `paths.features`."""
+def preprocess(params: Params, paths: Catalog, mapper: Mapper | None = None) -> Resolved:
+    """Resolve `auto` from the data and featurize every split of the validated dataset into `paths.features`
+    (shards mapped over `mapper`; default a local process pool of `features.store.workers`)."""
     from mmops.features.preprocess import preprocess as run
 
-    return run(paths, params.seed, params.classes, params.features, params.model)
+    return run(paths, params.seed, params.classes, params.features, params.model, mapper)
 
 
 def resolved(params: Params, paths: Catalog) -> Params:

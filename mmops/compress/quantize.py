@@ -21,7 +21,9 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
+from mmops.catalog import split_file
 from mmops.config import QuantizeConfig
+from mmops.features.shards import SplitView
 from mmops.evaluate.metrics import classification_metrics
 from mmops.models.batch import index
 from mmops.inference.model_dir import (
@@ -30,7 +32,7 @@ from mmops.inference.model_dir import (
     quantize_model,
     save_int8_dir,
 )
-from mmops.inference.predict import predict_logits
+from mmops.inference.predict import predict_logits, split_logits
 
 LATENCY_SAMPLES = 40
 LATENCY_BATCH = 64
@@ -92,9 +94,9 @@ def serialized_bytes(model: nn.Module) -> int:
     return buffer.getbuffer().nbytes
 
 
-def _accuracy_f1(model: nn.Module, test: dict, batch_size: int) -> tuple[float, float]:
-    preds = predict_logits(model, test, torch.device("cpu"), batch_size).argmax(1).numpy()
-    scores = classification_metrics(test["labels"].numpy(), preds)
+def _accuracy_f1(model: nn.Module, test: SplitView, batch_size: int) -> tuple[float, float]:
+    preds = split_logits(model, test, torch.device("cpu"), batch_size)[frozenset()].argmax(1).numpy()
+    scores = classification_metrics(test.column("labels").numpy(), preds)
     return scores["accuracy"], scores["macro_f1"]
 
 
@@ -119,17 +121,19 @@ def interleaved_latency(a: nn.Module, b: nn.Module, test: dict, batch: int = 1,
 
 def compare(loaded: LoadedModel, int8: nn.Module, features_dir: Path, cfg: QuantizeConfig,
             batch_size: int = 128) -> QuantizeReport:
-    """Score fp32 and int8 on `features_dir/test.pt` in this process; accept if the drop is within limits."""
-    test = torch.load(Path(features_dir) / "test.pt", weights_only=True)
-    acc32, f1_32 = _accuracy_f1(loaded.model, test, batch_size)
-    acc8, f1_8 = _accuracy_f1(int8, test, batch_size)
+    """Score fp32 and int8 on the test split of `features_dir` in this process; accept if the drop is
+    within limits. Latency is timed on the rows of the split's first shard."""
+    split = SplitView(split_file(features_dir, "test"))
+    acc32, f1_32 = _accuracy_f1(loaded.model, split, batch_size)
+    acc8, f1_8 = _accuracy_f1(int8, split, batch_size)
     size32, size8 = serialized_bytes(loaded.model), serialized_bytes(int8)
+    test = split.shard(0)
     lat32, lat8 = interleaved_latency(loaded.model, int8, test)
     batch = min(LATENCY_BATCH, len(test["labels"]))
     bat32, bat8 = interleaved_latency(loaded.model, int8, test, batch, LATENCY_BATCH_REPEATS)
     drop = acc32 - acc8
     return QuantizeReport(
-        n_test=len(test["labels"]), accuracy_fp32=acc32, accuracy_int8=acc8, accuracy_drop=round(drop, 6),
+        n_test=len(split), accuracy_fp32=acc32, accuracy_int8=acc8, accuracy_drop=round(drop, 6),
         macro_f1_fp32=f1_32, macro_f1_int8=f1_8, max_accuracy_drop=cfg.max_accuracy_drop,
         size_fp32_bytes=size32, size_int8_bytes=size8, size_ratio=size8 / size32,
         latency_fp32_p50_ms=lat32, latency_int8_p50_ms=lat8, latency_ratio=lat8 / lat32 if lat32 else float("nan"),

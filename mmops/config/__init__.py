@@ -88,10 +88,27 @@ class AudioFeatures(Strict):
         return max(clip, self.window_seconds())
 
 
+class StoreConfig(Strict):
+    """How featurized splits are written (`mmops.features.shards`) and who featurizes them."""
+
+    shard_mb: float = Field(64.0, gt=0, le=4096, description="target size of one shard; bounds featurizing and reading memory")
+    workers: int | Auto = Field(AUTO, description="featurizing processes; auto: the CPU count, at most one per shard")
+    dask_address: str | None = Field(
+        None, description="a Dask scheduler (tcp://host:8786) that the Prefect flow featurizes on; none: a LocalCluster"
+    )
+
+    def resolved_workers(self, shards: int) -> int:
+        import os
+
+        wanted = (os.cpu_count() or 1) if self.workers == AUTO else int(self.workers)
+        return max(1, min(wanted, shards))
+
+
 class FeaturesConfig(Strict):
     text: TextFeatures = TextFeatures()
     image: ImageFeatures = ImageFeatures()
     audio: AudioFeatures = AudioFeatures()
+    store: StoreConfig = StoreConfig()
 
 
 class ComponentSpec(Strict):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from mmops.atomic import atomic_write_json, atomic_write_text, remove_stale_temps
@@ -24,7 +23,8 @@ from mmops.evaluate.latency import (
 )
 from mmops.evaluate.plots import write_plots
 from mmops.inference.model_dir import load_model_dir
-from mmops.inference.predict import SERVE_MAX_BATCH_SIZE, predict_logits, serve_torch_threads
+from mmops.features.shards import SplitView
+from mmops.inference.predict import SERVE_MAX_BATCH_SIZE, serve_torch_threads, split_logits
 from mmops.models.classifier import with_frozen_embeddings
 
 def shift_report(metrics: dict) -> str:
@@ -45,29 +45,31 @@ def evaluate(
 ) -> dict:
     """Write `metrics.json`, `per_class.json`, the evaluation PNGs and DVC plot data files to `out_dir`.
 
-    With a `test_shifted.pt` split, `metrics["shifted"]` holds its scores and `shift.md` compares them.
+    With a `test_shifted` split, `metrics["shifted"]` holds its scores and `shift.md` compares them.
     `metrics["latency"]` times the served path on raw test rows of `data_dir` (the dataset the
     features were built from; `mmops.evaluate.latency`), at batch 1 and `serve_batch_size`. Without
     `data_dir` only `latency.model_only` is measured, and a gate rule on `latency.batch_1.*` fails
     as an unknown key rather than pass on a number that leaves out preprocessing and the encoders.
     """
     loaded = load_model_dir(model_dir)
-    test = with_frozen_embeddings(loaded.model, torch.load(split_file(features_dir, "test"), weights_only=True))
-    labels = test["labels"].numpy()
     device = torch.device("cpu")
-    probs = torch.softmax(predict_logits(loaded.model, test, device, batch_size), dim=1).numpy()
+    test = SplitView(split_file(features_dir, "test"))
+    labels = test.column("labels").numpy()
+    modalities = loaded.model.modalities
+    drops = (frozenset(), *(frozenset({m}) for m in modalities if len(modalities) > 1))
+    logits = split_logits(loaded.model, test, device, batch_size, drops)
+    probs = torch.softmax(logits[frozenset()], dim=1).numpy()
     preds = probs.argmax(1)
 
     metrics: dict = {**probability_metrics(labels, probs), "n_test": int(len(labels))}
-    for modality in loaded.model.modalities:
-        if len(loaded.model.modalities) > 1:
-            dropped = predict_logits(loaded.model, test, device, batch_size, drop=frozenset({modality})).argmax(1)
-            metrics[f"without_{modality}"] = classification_metrics(labels, dropped.numpy())
+    for drop in drops[1:]:
+        (modality,) = drop
+        metrics[f"without_{modality}"] = classification_metrics(labels, logits[drop].argmax(1).numpy())
     shifted_path = split_file(features_dir, SHIFTED)
     if shifted_path.exists():
-        shifted = with_frozen_embeddings(loaded.model, torch.load(shifted_path, weights_only=True))
-        shifted_probs = torch.softmax(predict_logits(loaded.model, shifted, device, batch_size), dim=1).numpy()
-        metrics["shifted"] = {**probability_metrics(shifted["labels"].numpy(), shifted_probs), "n": len(shifted["labels"])}
+        shifted = SplitView(shifted_path)
+        shifted_probs = torch.softmax(split_logits(loaded.model, shifted, device, batch_size)[frozenset()], dim=1).numpy()
+        metrics["shifted"] = {**probability_metrics(shifted.column("labels").numpy(), shifted_probs), "n": len(shifted)}
         metrics["shift_gap"] = {k: metrics[k] - metrics["shifted"][k] for k in ("accuracy", "macro_f1")}
     threads = serve_torch_threads()
     latency: dict = {}
@@ -75,7 +77,8 @@ def evaluate(
         frame = frozen_test_rows(Path(data_dir), Path(features_dir) / SPLITS_CSV)
         rows = request_rows(frame, max(SINGLE_REQUESTS, serve_batch_size))  # bounded: files read once, here
         latency = served_latency(loaded, rows, serve_batch_size, threads)
-    latency["model_only"] = model_only_latency(loaded.model, test, device, serve_batch_size, threads)
+    # model-only timing on the first shard's rows (frozen embeddings precomputed, as training sees them)
+    latency["model_only"] = model_only_latency(loaded.model, with_frozen_embeddings(loaded.model, test.shard(0)), device, serve_batch_size, threads)
     metrics["latency"] = latency
 
     out_dir = Path(out_dir)

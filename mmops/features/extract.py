@@ -97,6 +97,17 @@ class FeatureExtractor:
     def audio_shape(self) -> tuple[int, ...]:
         return (1, self.cfg.audio.n_mels, self.audio.frames)
 
+    def row_bytes(self) -> int:
+        """Bytes one featurized row takes (float32 media, int64 tokens): what sizes a shard."""
+        total = 0
+        if "image" in self.modalities:
+            total += 4 * math.prod(self.image_shape())
+        if "audio" in self.modalities:
+            total += 4 * (self.waveform.n_samples if self.audio_input == "waveform" else math.prod(self.audio_shape()))
+        if "text" in self.modalities:
+            total += 2 * 8 * self.cfg.text.resolved_max_length()
+        return total + 64
+
     def __call__(self, texts: list[Any], images: list[bytes | None], audios: list[bytes | None]) -> Batch:
         batch: Batch = {"present": {}}
         if "text" in self.modalities:

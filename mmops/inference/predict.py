@@ -18,6 +18,7 @@ import torch
 from mmops.config import MODALITIES
 from mmops.data.manifest import MEDIA_COLUMNS, read_manifest
 from mmops.features.extract import featurize_frame
+from mmops.features.shards import SplitView
 from mmops.models.batch import index, to_device
 from mmops.inference.model_dir import (
     CHECKPOINT,
@@ -50,6 +51,19 @@ def predict_logits(model, data: dict, device, batch_size: int, drop=frozenset(),
         with autocast():
             out.append(model(batch, drop=drop).float().cpu())
     return torch.cat(out)
+
+
+def split_logits(
+    model, split: SplitView, device, batch_size: int, drops=(frozenset(),), autocast=nullcontext
+) -> dict[frozenset, torch.Tensor]:
+    """Logits of a sharded split for each modality set in `drops` (dropped at inference), read one
+    shard at a time: memory is bounded by a shard, whatever the split's size."""
+    out: dict[frozenset, list[torch.Tensor]] = {drop: [] for drop in drops}
+    for shard in split.shards():
+        shard = with_frozen_embeddings(model.eval(), shard, batch_size)  # once per shard, for every pass
+        for drop in drops:
+            out[drop].append(predict_logits(model, shard, device, batch_size, drop, autocast))
+    return {drop: torch.cat(parts) for drop, parts in out.items()}
 
 
 def predict_frame(loaded: LoadedModel, frame: pd.DataFrame, batch_size: int = 64) -> pd.DataFrame:

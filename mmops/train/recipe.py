@@ -20,17 +20,18 @@ import torch.nn.functional as F
 from rich.console import Console
 from sklearn.metrics import accuracy_score, f1_score
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
 
 from mmops.atomic import atomic_path, atomic_write_json, remove_stale_temps
 from mmops.catalog import CHECKPOINT, HISTORY_JSON, Catalog
 from mmops.config import Params
-from mmops.data.hashing import file_sha256
-from mmops.models.batch import index, to_device
+from mmops.features.frozen import embedded_view
+from mmops.features.shards import SplitView
+from mmops.models.batch import to_device
 from mmops.inference.model_dir import export_audio_backbone, export_text_backbone, lean_checkpoint, write_base_weights
-from mmops.inference.predict import predict_logits
+from mmops.inference.predict import split_logits
 from mmops.models import MultimodalClassifier
 from mmops.models.augment import augment_batch, augmented_modalities
-from mmops.models.classifier import with_frozen_embeddings
 from mmops.train.budget import BUDGET_KEYS, resolve_budget
 from mmops.train.distributed import DistInfo, barrier, cleanup, init_distributed, pick_device
 
@@ -82,14 +83,29 @@ def lr_lambda(steps_per_epoch: int, epochs: int, warmup_epochs: int, schedule: s
     return factor
 
 
-def resume_fingerprint(params: Params, split_files: list[Path]) -> str:
+def resume_fingerprint(params: Params, splits: dict[str, SplitView]) -> str:
     """sha256 of what a resume state is only valid for: the params sections training reads (with
     `auto` resolved) and the content of the featurized splits it trains and selects on."""
     dumped = params.dump()
     digest = hashlib.sha256(json.dumps({k: dumped[k] for k in FINGERPRINT_SECTIONS}, sort_keys=True).encode())
-    for path in split_files:
-        digest.update(f"{path.name}\0{file_sha256(path)}\n".encode())
+    for name, view in splits.items():
+        digest.update(f"{name}\0{view.digest}\n".encode())
     return digest.hexdigest()
+
+
+class PlannedBatches(Dataset):
+    """Item i: this rank's rows of the epoch's i-th global batch, read from the shards (in a
+    DataLoader worker when `num_workers` > 0), and the global batch size the loss divides by."""
+
+    def __init__(self, split: SplitView, plan: list[torch.Tensor], world: int, rank: int) -> None:
+        self.split, self.plan, self.world, self.rank = split, plan, world, rank
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __getitem__(self, i: int) -> tuple[dict, int]:
+        global_idx = self.plan[i]
+        return self.split.rows(global_idx.tensor_split(self.world)[self.rank]), len(global_idx)
 
 
 class TrainRecipe:
@@ -108,11 +124,10 @@ class TrainRecipe:
         seed_everything(self.params.seed)
         self.dist: DistInfo = init_distributed("cuda" if self._wants_cuda() else "cpu")
         self.device = pick_device(self.cfg.device, self.dist)
-        self.train_set = torch.load(self.paths.split("train"), weights_only=True)
-        self.val_set = torch.load(self.paths.split("val"), weights_only=True)
-        self.cfg, self.budget = resolve_budget(self.cfg, len(self.train_set["labels"]))
+        splits = {s: SplitView(self.paths.split(s)) for s in TRAIN_SPLITS}
+        self.cfg, self.budget = resolve_budget(self.cfg, len(splits["train"]))
         self.params = self.params.model_copy(update={"train": self.cfg})  # the checkpoint keeps what ran
-        self.fingerprint = resume_fingerprint(self.params, [self.paths.split(s) for s in TRAIN_SPLITS])
+        self.fingerprint = resume_fingerprint(self.params, splits)
         if self.dist.is_main:
             console.print(f"training budget: {self.budget}")
             remove_stale_temps(self.paths.model)  # half-written files of a killed earlier attempt
@@ -121,11 +136,11 @@ class TrainRecipe:
         self.model = MultimodalClassifier(
             self.params.model, len(self.params.classes), features=self.params.features
         ).to(self.device)
-        # frozen encoders run once per content hash, cached across runs; augmented inputs change every epoch
+        # frozen encoders run once per shard content, cached across runs; augmented inputs change every epoch
         cache = self.paths.embeddings
-        augmented = augmented_modalities(self.cfg.augment, self.train_set)
-        self.train_set = with_frozen_embeddings(self.model, self.train_set, cache_dir=cache, skip=augmented)
-        self.val_set = with_frozen_embeddings(self.model, self.val_set, cache_dir=cache)
+        augmented = augmented_modalities(self.cfg.augment, splits["train"].rows(torch.tensor([0])))
+        self.train_set = embedded_view(self.model, splits["train"], cache, skip=augmented)
+        self.val_set = embedded_view(self.model, splits["val"], cache)
         self.ddp = (
             DistributedDataParallel(self.model, find_unused_parameters=True) if self.dist.enabled else self.model
         )
@@ -226,7 +241,7 @@ class TrainRecipe:
         B/N take the same optimizer steps as one process with batch B. A final batch smaller
         than the world size is dropped.
         """
-        n = len(self.train_set["labels"])
+        n = len(self.train_set)
         order = torch.randperm(n, generator=torch.Generator().manual_seed(self.params.seed + epoch))
         batches = list(order.split(self.cfg.batch_size))
         return [b for b in batches if len(b) >= self.dist.world_size]
@@ -235,16 +250,19 @@ class TrainRecipe:
         self.ddp.train()
         world, rank = self.dist.world_size, self.dist.rank
         total, seen = 0.0, 0
-        for global_idx in self._global_batches(epoch):
-            mine = global_idx.tensor_split(world)[rank]
-            batch = to_device(index(self.train_set, mine), self.device)
+        batches = DataLoader(
+            PlannedBatches(self.train_set, self._global_batches(epoch), world, rank), batch_size=None,
+            num_workers=self.cfg.num_workers, pin_memory=self.device.type == "cuda",
+        )
+        for batch, global_size in batches:
+            batch = to_device(batch, self.device)
             if self.cfg.augment.enabled:
                 batch = augment_batch(batch, self.cfg.augment)
             with self._autocast():
                 # sum over my rows / global batch size, times world (DDP averages gradients over
                 # ranks): the gradient is exactly the global batch's mean-loss gradient
                 loss_sum = F.cross_entropy(self.forward(batch), batch["labels"], reduction="sum")
-                loss = loss_sum * world / len(global_idx)
+                loss = loss_sum * world / global_size
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if self.cfg.grad_clip is not None:
@@ -254,13 +272,13 @@ class TrainRecipe:
             self.scaler.update()
             self.scheduler.step()
             total += loss_sum.item()
-            seen += len(mine)
+            seen += len(batch["labels"])
         return total / max(seen, 1)
 
     @torch.no_grad()
-    def evaluate_split(self, data: dict, drop: frozenset[str] = frozenset()) -> dict:
-        logits = predict_logits(self.model, data, self.device, self.cfg.batch_size, drop, self._autocast)
-        labels = data["labels"]
+    def evaluate_split(self, data: SplitView, drop: frozenset[str] = frozenset()) -> dict:
+        logits = split_logits(self.model, data, self.device, self.cfg.batch_size, (drop,), self._autocast)[drop]
+        labels = data.column("labels")
         preds = logits.argmax(1)
         return {
             "loss": F.cross_entropy(logits, labels).item(),

@@ -14,6 +14,7 @@ from mmops.config import ConfigError
 from mmops.params_file import load_params
 from mmops.models import ENCODERS, audio_input
 from mmops.models.pretrained import UnsafeWeightsError, WeightsHashMismatch, check_weights
+from mmops.features.shards import SplitView
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -225,12 +226,12 @@ def test_hf_audio_pipeline_preprocess_train_serve(make_params, small_dataset, ti
     paths = Catalog.from_paths(params.paths, small_dataset)
     stages.validate(params, paths)
     stages.preprocess(params, paths)
-    train = torch.load(paths.split("train"), weights_only=True)
+    train = SplitView(paths.split("train")).load()
     assert train["audio"]["waveform"].shape[1] == 24000 and train["audio"]["length"].max() <= 24000
 
     out = stages.train(params, paths)
     assert (out / "audio_backbone" / "config.json").exists()
-    assert list(paths.embeddings.rglob("*.pt"))  # frozen wav2vec2: cached
+    assert list(paths.embeddings.rglob("*.safetensors"))  # frozen wav2vec2: cached per shard
     shutil.rmtree(audio_model)
     loaded = load_model_dir(out)
     assert type(loaded.model.encoders["audio"]).__name__ == "HFAudioEncoder"

@@ -7,6 +7,7 @@ from mmops import stages
 from mmops.catalog import CHECKPOINT, HISTORY_JSON, Catalog
 from mmops.inference.model_dir import load_model_dir
 from mmops.inference.predict import predict_logits
+from mmops.features.shards import SplitView
 
 
 def _train(prepared, model_dir, **extra):
@@ -50,7 +51,7 @@ def test_model_dir_round_trip(prepared, tmp_path):
     out = _train(prepared, tmp_path / "rt", epochs=1)
     loaded = load_model_dir(out)
     assert loaded.classes == prepared.classes
-    test = torch.load(Catalog.from_paths(prepared.paths).split("test"), weights_only=True)
+    test = SplitView(Catalog.from_paths(prepared.paths).split("test")).load()
     logits = predict_logits(loaded.model, test, torch.device("cpu"), 16)
     again = predict_logits(load_model_dir(out).model, test, torch.device("cpu"), 16)
     assert logits.shape == (len(test["labels"]), 10)

@@ -22,6 +22,7 @@ from mmops import stages
 from mmops.catalog import BASE_WEIGHTS, CHECKPOINT, HISTORY_JSON, Catalog, resume_state_file
 from mmops.params_file import load_params
 from mmops.train.recipe import TrainRecipe, lr_lambda
+from mmops.features.shards import SplitView, write_index, write_shard
 from pipeline_overrides import overrides_for
 
 EPOCHS = 3
@@ -198,9 +199,12 @@ def test_resume_state_of_other_params_or_features_is_refused_and_removed(shapes,
     train(params, paths)
     features = tmp_path / "features"
     shutil.copytree(base.features, features)
-    split = torch.load(features / "train.pt", weights_only=True)
-    split["labels"][0] = 1 - split["labels"][0]
-    torch.save(split, features / "train.pt")
+    view = SplitView(features / "train")
+    entries = view.index["shards"]
+    shard = view.shard(0)
+    shard["labels"][0] = 1 - shard["labels"][0]
+    entries[0] = {**write_shard(view.shard_files[0], shard), "sample_ids": entries[0]["sample_ids"]}
+    write_index(features / "train", entries)
     assert _setup(params, replace(paths, features=features)).start_epoch == 1
     assert not paths.resume_state.exists()
 

@@ -10,6 +10,7 @@ from mmops.catalog import Catalog
 from mmops.inference.model_dir import load_model_dir
 from mmops.inference.predict import predict_logits
 from mmops.train.recipe import train
+from mmops.features.shards import SplitView
 
 
 @pytest.mark.parametrize("fusion", ["gated", "cross_attention"])
@@ -28,6 +29,6 @@ def test_gru_text_with_fusion_trains_and_round_trips(prepared, tiny_text_model, 
     assert (out / "text_backbone" / "tokenizer_config.json").exists()
     loaded = load_model_dir(out)
     assert type(loaded.model.encoders["text"]).__name__ == "GRUTextEncoder"
-    test = torch.load(paths.split("test"), weights_only=True)
+    test = SplitView(paths.split("test")).load()
     logits = predict_logits(loaded.model, test, torch.device("cpu"), 16)
     assert logits.shape == (len(test["labels"]), 10) and torch.isfinite(logits).all()
