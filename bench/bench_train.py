@@ -36,6 +36,7 @@ from _report import record  # noqa: E402
 
 from mmops.catalog import Catalog  # noqa: E402
 from mmops.config import Params  # noqa: E402
+from mmops.features.shards import write_split  # noqa: E402
 from mmops.models.batch import index  # noqa: E402
 from mmops.models import MultimodalClassifier, tokenizer_source  # noqa: E402
 from mmops.models.classifier import with_frozen_embeddings  # noqa: E402
@@ -141,8 +142,8 @@ def trainer_overhead(root: Path, n: int, epochs: int) -> None:
     features = root / "features"
     features.mkdir(parents=True)
     train_set, val_set = synthetic_split(params, n, 0), synthetic_split(params, n // 8, 1)
-    torch.save(train_set, features / "train.pt")
-    torch.save(val_set, features / "val.pt")
+    write_split(features / "train", train_set, rows_per_shard=1024)
+    write_split(features / "val", val_set, rows_per_shard=1024)
     B = params.train.batch_size
 
     seed_everything(params.seed)

@@ -78,6 +78,19 @@ def write_index(split_dir: Path, entries: list[dict]) -> Path:
     return Path(split_dir) / INDEX
 
 
+def write_split(split_dir: Path, batch: dict, rows_per_shard: int) -> Path:
+    """Write a whole in-memory split (with "sample_ids", or numbered ones) as shards + index."""
+    n = len(batch["labels"])
+    ids = list(batch.get("sample_ids") or range(n))
+    entries = []
+    for number, start in enumerate(range(0, n, rows_per_shard)):
+        part = index(batch, torch.arange(start, min(start + rows_per_shard, n)))
+        part.pop("sample_ids", None)
+        entry = write_shard(Path(split_dir) / shard_name(number), part)
+        entries.append({**entry, "sample_ids": [str(i) for i in ids[start : start + rows_per_shard]]})
+    return write_index(split_dir, entries)
+
+
 def shard_rows(row_bytes: int, target_mb: float) -> int:
     """Rows per shard so that a shard holds about `target_mb` (at least one row)."""
     return max(1, int(target_mb * 2**20) // max(row_bytes, 1))
