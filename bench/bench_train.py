@@ -36,10 +36,10 @@ from _report import record  # noqa: E402
 
 from mmops.catalog import Catalog  # noqa: E402
 from mmops.config import Params  # noqa: E402
-from mmops.features.shards import write_split  # noqa: E402
+from mmops.features.frozen import embedded_view  # noqa: E402
+from mmops.features.shards import SplitView, write_split  # noqa: E402
 from mmops.models.batch import index  # noqa: E402
 from mmops.models import MultimodalClassifier, tokenizer_source  # noqa: E402
-from mmops.models.classifier import with_frozen_embeddings  # noqa: E402
 from mmops.params_file import load_params  # noqa: E402
 from mmops.train.recipe import TrainRecipe, seed_everything  # noqa: E402
 
@@ -181,14 +181,15 @@ def minilm_cache(root: Path, n: int, repeats: int) -> None:
     seed_everything(params.seed)
     model = MultimodalClassifier(params.model, len(params.classes), features=params.features)  # loads the real MiniLM (hash checked)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    split = write_split(root / "split", data, rows_per_shard=1024).parent
     start = time.perf_counter()
-    with_frozen_embeddings(model, data, cache_dir=cache)  # the first run: compute and store
+    embedded_view(model, SplitView(split), cache)  # the first run: compute and store
     cold = time.perf_counter() - start
 
     best_with, best_without, best_lookup = float("inf"), float("inf"), float("inf")
     for r in range(repeats):
         start = time.perf_counter()
-        embedded = with_frozen_embeddings(model, data, cache_dir=cache)  # a later run: cache hit
+        embedded = embedded_view(model, SplitView(split), cache).load()  # a later run: cache hit, read whole
         lookup = time.perf_counter() - start
         best_lookup = min(best_lookup, lookup)
         best_with = min(best_with, lookup + bare_epoch(model, opt, embedded, B, r))

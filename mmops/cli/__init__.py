@@ -164,11 +164,23 @@ def profile_cmd(
 
 
 @app.command("preprocess")
-def preprocess_cmd(data: DataOpt = None, params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
-    """Featurize a validated dataset (tokenize, image transforms, log-mels), cached by content."""
+def preprocess_cmd(
+    data: DataOpt = None,
+    params: ParamsOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+    workers: Annotated[Optional[int], typer.Option(
+        "--workers", "-w", min=1,
+        help="featurizing processes, one shard each at a time (features.store.workers; default auto: the CPU "
+             "count, at most one per shard). The shards' bytes do not depend on it. `mmops run` featurizes on "
+             "Dask instead: a local cluster of as many processes, or features.store.dask_address",
+    )] = None,
+) -> None:
+    """Featurize a validated dataset (tokenize, image transforms, log-mels) into shards of about
+    features.store.shard_mb, in parallel over local processes."""
     from mmops import stages
 
-    p, paths = _stage_inputs(params, set_, data)
+    overrides = [*(set_ or []), *([f"features.store.workers={workers}"] if workers is not None else [])]
+    p, paths = _stage_inputs(params, overrides, data)
     resolved = _guard(lambda: stages.preprocess(p, paths))
     for setting, value in resolved.summary():
         console.print(f"{setting}: {value}")

@@ -9,16 +9,16 @@ or other rows miss; nothing is ever stale.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Iterable
 
 import torch
+from rich.progress import Progress
 from safetensors import safe_open
 
 from mmops.features.shards import Layer, SplitView, write_shard
 from mmops.models.classifier import MultimodalClassifier, with_frozen_embeddings
-from mmops.models.embedding_cache import encoder_fingerprint
+from mmops.models.embedding_cache import cache_key, encoder_fingerprint
 
 
 def frozen_modalities(model: MultimodalClassifier, present: Iterable[str], skip: Iterable[str] = ()) -> list[str]:
@@ -28,10 +28,9 @@ def frozen_modalities(model: MultimodalClassifier, present: Iterable[str], skip:
 
 
 def _layer_key(model: MultimodalClassifier, modalities: list[str], shard_sha256: str, device: torch.device) -> str:
-    digest = hashlib.sha256(f"{shard_sha256}|{torch.device(device).type}|{torch.__version__}".encode())
-    for m in modalities:
-        digest.update(f"|{m}:{encoder_fingerprint(model.encoders[m])}|window {model.window_frames}".encode())
-    return digest.hexdigest()
+    """The encoders' frozen identity (the log-mel window too: the pooled output depends on it) x the shard."""
+    identity = "|".join(f"{m}:{encoder_fingerprint(model.encoders[m])}" for m in modalities)
+    return cache_key(f"{identity}|window {model.window_frames}", shard_sha256, device)
 
 
 def _readable(path: Path) -> bool:
@@ -51,14 +50,16 @@ def embedded_view(model: MultimodalClassifier, view: SplitView, cache_dir: Path,
         return view
     device = next(model.parameters()).device
     files = []
-    for number, entry in enumerate(view.index["shards"]):
+    for entry in view.index["shards"]:
         key = _layer_key(model, modalities, entry["sha256"], device)
-        path = Path(cache_dir) / key[:2] / f"{key}.safetensors"
-        if not _readable(path):
-            shard = view.shard(number)
-            embedded = with_frozen_embeddings(model, shard)
-            write_shard(path, {m: embedded[m] for m in modalities})
-        files.append(path)
+        files.append(Path(cache_dir) / key[:2] / f"{key}.safetensors")
+    missing = [n for n, path in enumerate(files) if not _readable(path)]
+    with Progress(transient=True, disable=not missing) as progress:
+        task = progress.add_task(f"embed {'+'.join(modalities)} ({len(missing)} shards)", total=len(missing))
+        for number in missing:
+            embedded = with_frozen_embeddings(model, view.shard(number))
+            write_shard(files[number], {m: embedded[m] for m in modalities})
+            progress.advance(task)
     return view.with_layer(Layer(tuple(modalities), tuple(files)))
 
 

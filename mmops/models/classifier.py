@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Iterable
 
 import torch
 from torch import nn
 
 from mmops.config import FeaturesConfig, ModelConfig
-from mmops.data.tensor_store import cached_tensor
 from mmops.models.batch import concat, index, map_tensors, scatter_rows, to_device
 from mmops.models.components import ENCODERS, FUSIONS
-from mmops.models.embedding_cache import (
-    cache_key,
-    encoder_fingerprint,
-    inputs_fingerprint,
-)
 from mmops.models.windows import encode_clip, is_mel_clip, mel_frames
 
 
@@ -122,15 +115,13 @@ def with_frozen_embeddings(
     model: MultimodalClassifier,
     data: dict,
     batch_size: int = 128,
-    cache_dir: Path | None = None,
     skip: Iterable[str] = (),
 ) -> dict:
     """Return `data` with frozen encoders' inputs replaced by their frozen part's output,
     {"embedding": (N, D)} (or a dict of tensors, e.g. token states for attention pooling).
 
-    Frozen encoders give the same output every epoch, so it is computed once per split; with
-    `cache_dir`, once per content hash across runs too (`mmops.data.tensor_store`, keyed by
-    `mmops/models/embedding_cache.py`).
+    Frozen encoders give the same output every epoch; training computes it once per shard and
+    caches it across runs (`mmops.features.frozen`, keyed by `mmops/models/embedding_cache.py`).
     Modalities in `skip` (e.g. augmented ones, whose inputs change every epoch) and inputs
     already embedded are left as they are.
     """
@@ -141,29 +132,18 @@ def with_frozen_embeddings(
             continue
         present = data["present"][m]
         idx = present.nonzero().flatten()
-        inputs = index(data[m], idx)
-
-        def compute(m=m, encoder=encoder, inputs=inputs, n=len(idx)) -> torch.Tensor:
-            was_training = encoder.training
-            encoder.eval()
-            chunks = (index(inputs, torch.arange(s, min(s + batch_size, n))) for s in range(0, n, batch_size))
-            # float32 on CPU, except what the encoder chose to keep compact (fp16 token states)
-            parts = [
-                map_tensors(model.embed(m, to_device(chunk, device)), lambda t: (t if t.dtype == torch.float16 else t.float()).cpu())
-                for chunk in chunks
-            ]
-            encoder.train(was_training)
-            return concat(parts) if isinstance(parts[0], dict) else torch.cat(parts)
-
-        if cache_dir is not None and len(idx):
-            identity = encoder_fingerprint(encoder)
-            if is_mel_clip(inputs):  # the pooled output depends on the window too
-                identity += f"|window {model.window_frames}"
-            key = cache_key(identity, inputs_fingerprint(inputs), device)
-            encoded = cached_tensor(cache_dir, key, compute)
-        elif len(idx):
-            encoded = compute()
-        else:
+        if not len(idx):
             continue  # no row has this modality: its inputs stay (the model never encodes them)
+        inputs, n = index(data[m], idx), len(idx)
+        was_training = encoder.training
+        encoder.eval()
+        chunks = (index(inputs, torch.arange(s, min(s + batch_size, n))) for s in range(0, n, batch_size))
+        # float32 on CPU, except what the encoder chose to keep compact (fp16 token states)
+        parts = [
+            map_tensors(model.embed(m, to_device(chunk, device)), lambda t: (t if t.dtype == torch.float16 else t.float()).cpu())
+            for chunk in chunks
+        ]
+        encoder.train(was_training)
+        encoded = concat(parts) if isinstance(parts[0], dict) else torch.cat(parts)
         out[m] = {"embedding": scatter_rows(encoded, idx, present.shape[0])}
     return out

@@ -1,8 +1,9 @@
-"""Keys for frozen-encoder embeddings on disk (`mmops.data.tensor_store`): reused across epochs and runs.
+"""Keys for frozen-encoder embeddings on disk (`mmops.features.frozen`): reused across epochs and runs.
 
 The key hashes what decides the output: the encoder's class, its options (less where the weights
-came from), every frozen tensor of its state dict (trainable ones act after the cached part), the input rows it embeds, the device type and the
-torch version. A different model, other weights or other inputs miss; nothing is ever stale.
+came from), every frozen tensor of its state dict (trainable ones act after the cached part), the
+rows it embeds (a shard's sha256), the device type and the torch version. A different model, other
+weights or other inputs miss; nothing is ever stale.
 """
 
 from __future__ import annotations
@@ -38,16 +39,7 @@ def encoder_fingerprint(encoder: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def inputs_fingerprint(inputs: torch.Tensor | dict[str, torch.Tensor]) -> str:
-    """sha256 of a modality's input rows (a tensor, or a dict of tensors such as token ids + mask)."""
-    digest = hashlib.sha256()
-    items = sorted(inputs.items()) if isinstance(inputs, dict) else [("", inputs)]
-    for name, tensor in items:
-        digest.update(name.encode())
-        _update(digest, tensor)
-    return digest.hexdigest()
-
-
 def cache_key(encoder_fp: str, inputs_fp: str, device: torch.device) -> str:
+    """The cache key of `inputs_fp` (what is embedded) through `encoder_fp` (who embeds it) on `device`."""
     parts = (encoder_fp, inputs_fp, torch.device(device).type, torch.__version__)
     return hashlib.sha256("|".join(parts).encode()).hexdigest()

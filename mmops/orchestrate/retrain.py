@@ -36,6 +36,7 @@ from mmops.errors import UserError
 from mmops.features.auto import Resolved
 from mmops.flatten import flatten
 from mmops.orchestrate.cache import StageCache
+from mmops.orchestrate.engine import dask_map
 from mmops.orchestrate.notify import on_flow_failure
 from mmops.params_file import load_params
 
@@ -91,7 +92,10 @@ def validate(params: Params, paths: Catalog) -> dict:
     return {"passed": report.passed, "data_hash": report.data_hash}
 
 
-preprocess = _task(stages.preprocess, "preprocess")
+@task(name="preprocess", cache_policy=NO_CACHE)
+def preprocess(params: Params, paths: Catalog) -> Resolved:
+    """Featurize; with several shards, each is a task run on a Dask cluster (mmops/orchestrate/engine.py)."""
+    return stages.preprocess(params, paths, mapper=dask_map(params.features.store))
 
 
 @task(name="train", cache_policy=NO_CACHE)

@@ -87,6 +87,7 @@ def resume_fingerprint(params: Params, splits: dict[str, SplitView]) -> str:
     """sha256 of what a resume state is only valid for: the params sections training reads (with
     `auto` resolved) and the content of the featurized splits it trains and selects on."""
     dumped = params.dump()
+    dumped["features"].pop("store", None)  # how splits were sharded and by whom: the split digests cover it
     digest = hashlib.sha256(json.dumps({k: dumped[k] for k in FINGERPRINT_SECTIONS}, sort_keys=True).encode())
     for name, view in splits.items():
         digest.update(f"{name}\0{view.digest}\n".encode())

@@ -1,4 +1,4 @@
-"""Frozen-encoder embeddings: computed once per content hash, reused across epochs and runs."""
+"""Frozen-encoder embeddings: computed once per shard content, reused across epochs and runs."""
 
 from __future__ import annotations
 
@@ -7,10 +7,14 @@ import json
 import pytest
 import torch
 
+from mmops.features.frozen import embedded_view
+from mmops.features.shards import SplitView, write_split
 from mmops.params_file import load_params
 from mmops.models import MultimodalClassifier
 from mmops.models.classifier import with_frozen_embeddings
 from mmops.models.encoders import HFTextEncoder
+
+LAYERS = "*.safetensors"
 
 
 @pytest.fixture
@@ -45,17 +49,25 @@ def _data(n=20, seed=0):
     }
 
 
+def _embedded(model, data: dict, root, cache, rows_per_shard: int = 8, skip=()) -> dict:
+    """`data` written as shards under `root` (once), embedded through the cache, read back whole."""
+    if not (root / "index.json").exists():
+        write_split(root, data, rows_per_shard)
+    return embedded_view(model, SplitView(root), cache, skip).load()
+
+
 def test_second_run_hits_the_cache(tiny_text_model, tmp_path, calls):
-    data = _data()
-    first = with_frozen_embeddings(_model(tiny_text_model), data, batch_size=8, cache_dir=tmp_path)
-    assert sum(calls) == 19  # the present rows, in batches
-    assert len(list(tmp_path.rglob("*.pt"))) == 1
-    # trainable encoders are left alone; the missing row stays a zero placeholder
-    assert first["image"] is data["image"] and first["audio"] is data["audio"]
+    data, cache = _data(), tmp_path / "cache"
+    first = _embedded(_model(tiny_text_model), data, tmp_path / "split", cache)
+    assert sorted(calls) == [4, 7, 8]  # the present rows of each of the 3 shards
+    assert len(list(cache.rglob(LAYERS))) == 3  # one layer file per shard
+    # trainable encoders' inputs are read as they are; the missing row stays a zero placeholder
+    assert torch.equal(first["image"], data["image"]) and torch.equal(first["audio"], data["audio"])
+    assert set(first["text"]) == {"embedding"}
     assert torch.equal(first["text"]["embedding"][3], torch.zeros(32))
 
     calls.clear()
-    again = with_frozen_embeddings(_model(tiny_text_model), data, batch_size=8, cache_dir=tmp_path)  # a new "run"
+    again = _embedded(_model(tiny_text_model), data, tmp_path / "split", cache)  # a new "run"
     assert calls == []
     assert torch.equal(again["text"]["embedding"], first["text"]["embedding"])
     # and it is what the encoder computes
@@ -64,49 +76,53 @@ def test_second_run_hits_the_cache(tiny_text_model, tmp_path, calls):
 
 
 def test_other_inputs_or_other_weights_miss(tiny_text_model, tmp_path, calls):
-    data = _data()
-    with_frozen_embeddings(_model(tiny_text_model), data, cache_dir=tmp_path)
+    data, cache = _data(), tmp_path / "cache"
+    _embedded(_model(tiny_text_model), data, tmp_path / "split", cache, rows_per_shard=20)
     calls.clear()
 
     changed = _data()
     changed["text"]["input_ids"][5, 2] = (changed["text"]["input_ids"][5, 2] % 39) + 1  # one token
-    with_frozen_embeddings(_model(tiny_text_model), changed, cache_dir=tmp_path)
+    _embedded(_model(tiny_text_model), changed, tmp_path / "changed", cache, rows_per_shard=20)
     assert sum(calls) == 19
     calls.clear()
 
     model = _model(tiny_text_model)
     with torch.no_grad():
         model.encoders["text"].backbone.embeddings.word_embeddings.weight[7] += 0.01  # other weights
-    other = with_frozen_embeddings(model, data, cache_dir=tmp_path)
+    other = _embedded(model, data, tmp_path / "split", cache)
     assert sum(calls) == 19
     calls.clear()
 
-    cls_pooled = with_frozen_embeddings(_model(tiny_text_model, "model.text.options.pooling=cls"), data, cache_dir=tmp_path)
+    cls_pooled = _embedded(_model(tiny_text_model, "model.text.options.pooling=cls"), data, tmp_path / "split", cache)
     assert sum(calls) == 19  # an option that changes the output is part of the key
-    assert len(list(tmp_path.rglob("*.pt"))) == 4
+    assert len(list(cache.rglob(LAYERS))) == 4
     assert not torch.equal(other["text"]["embedding"], cls_pooled["text"]["embedding"])
 
 
 def test_skip_and_already_embedded_are_left_alone(tiny_text_model, tmp_path, calls):
-    data = _data()
+    data, cache = _data(), tmp_path / "cache"
     model = _model(tiny_text_model)
-    assert with_frozen_embeddings(model, data, cache_dir=tmp_path, skip={"text"})["text"] is data["text"]
+    skipped = _embedded(model, data, tmp_path / "split", cache, skip={"text"})
+    assert torch.equal(skipped["text"]["input_ids"], data["text"]["input_ids"])
+    assert calls == [] and not list(cache.rglob(LAYERS))
     embedded = with_frozen_embeddings(model, data)
     calls.clear()
-    assert with_frozen_embeddings(model, embedded, cache_dir=tmp_path)["text"] is embedded["text"]
-    assert calls == [] and not list(tmp_path.rglob("*.pt"))
+    assert with_frozen_embeddings(model, embedded)["text"] is embedded["text"]
+    assert calls == []
 
 
 def test_unreadable_cache_file_is_recomputed(tiny_text_model, tmp_path, calls):
-    data = _data()
-    first = with_frozen_embeddings(_model(tiny_text_model), data, cache_dir=tmp_path)
-    (path,) = tmp_path.rglob("*.pt")
+    data, cache = _data(), tmp_path / "cache"
+    first = _embedded(_model(tiny_text_model), data, tmp_path / "split", cache, rows_per_shard=20)
+    (path,) = cache.rglob(LAYERS)
     path.write_bytes(b"truncated")
     calls.clear()
-    again = with_frozen_embeddings(_model(tiny_text_model), data, cache_dir=tmp_path)
+    again = _embedded(_model(tiny_text_model), data, tmp_path / "split", cache)
     assert sum(calls) == 19
     assert torch.equal(again["text"]["embedding"], first["text"]["embedding"])
-    assert torch.equal(torch.load(path, weights_only=True), first["text"]["embedding"][data["present"]["text"]])
+    from safetensors.torch import load_file
+
+    assert torch.equal(load_file(path)["text.embedding"], first["text"]["embedding"])
 
 
 def test_training_runs_share_the_cache(prepared, tmp_path, calls):
@@ -121,7 +137,7 @@ def test_training_runs_share_the_cache(prepared, tmp_path, calls):
     paths = replace(Catalog.from_paths(prepared.paths), cache=tmp_path / "cache")
     a = stages.train(params, replace(paths, model=tmp_path / "a"))
     assert sum(calls) > 0
-    assert len(list(paths.embeddings.rglob("*.pt"))) == 2  # train and val
+    assert len(list(paths.embeddings.rglob(LAYERS))) == 2  # train and val: one shard each
     calls.clear()
     b = stages.train(params, replace(paths, model=tmp_path / "b"))
     assert calls == []
@@ -139,7 +155,7 @@ def test_attention_pooling_caches_token_states_and_trains_only_the_pool(tiny_tex
     model = _model(tiny_text_model, "model.text.options.pooling=attention", "model.text.options.heads=2")
     encoder = model.encoders["text"]
     assert encoder.out_dim == 2 * 32
-    embedded = with_frozen_embeddings(model, data, batch_size=8, cache_dir=tmp_path)
+    embedded = _embedded(model, data, tmp_path / "split", tmp_path / "cache", rows_per_shard=20)
     states = embedded["text"]["embedding"]["states"]
     assert states.dtype == torch.float16 and states.shape == (20, 8, 32)
     assert torch.equal(states[3], torch.zeros(8, 32))  # the row without text
@@ -161,5 +177,5 @@ def test_attention_pooling_caches_token_states_and_trains_only_the_pool(tiny_tex
     with torch.no_grad():
         encoder.attention.score.weight += 1.0
     calls.clear()
-    again = with_frozen_embeddings(model, data, batch_size=8, cache_dir=tmp_path)
+    again = _embedded(model, data, tmp_path / "split", tmp_path / "cache")
     assert calls == [] and torch.equal(again["text"]["embedding"]["states"], states)
