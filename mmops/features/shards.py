@@ -15,17 +15,19 @@ modality's feature keys; `SplitView` reads features and layers as one batch.
 from __future__ import annotations
 
 import json
+import math
+import os
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
 from mmops.atomic import atomic_path, atomic_write_json
 from mmops.data.hashing import file_sha256
-from mmops.models.batch import concat, index
+from mmops.models.batch import index
 
 FORMAT = "mmops-shards/1"
 INDEX = "index.json"
@@ -96,30 +98,57 @@ def shard_rows(row_bytes: int, target_mb: float) -> int:
     return max(1, int(target_mb * 2**20) // max(row_bytes, 1))
 
 
-def _runs(positions: list[int]) -> Iterator[tuple[int, int]]:
-    """Sorted positions -> maximal (start, stop) runs of consecutive ones."""
-    start = prev = positions[0]
-    for p in positions[1:]:
-        if p != prev + 1:
-            yield start, prev + 1
-            start = p
-        prev = p
-    yield start, prev + 1
+# safetensors dtype names (https://github.com/huggingface/safetensors, "Format")
+DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+          "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+          "BOOL": torch.bool}
 
 
-def _read_rows(path: Path, keys: list[str], positions: list[int]) -> dict[str, torch.Tensor]:
-    """Rows `positions` (sorted) of `keys` from one shard, through its memory map."""
-    with safe_open(str(path), framework="pt") as f:
-        out = {}
-        for key in keys:
-            view = f.get_slice(key)
-            out[key] = torch.cat([view[a:b] for a, b in _runs(positions)])
-        return out
+@dataclass(frozen=True)
+class Header:
+    """Where each tensor of a safetensors file lies: data start, and per key dtype, shape, offset."""
+
+    data_start: int
+    tensors: dict[str, tuple[torch.dtype, tuple[int, ...], int]]
+
+    @classmethod
+    def read(cls, path: Path) -> "Header":
+        with open(path, "rb") as f:
+            (size,) = struct.unpack("<Q", f.read(8))
+            if size > MAX_HEADER:
+                raise ValueError(f"{path}: not a feature shard (header of {size} bytes)")
+            raw = json.loads(f.read(size))
+        raw.pop("__metadata__", None)
+        tensors = {k: (DTYPES[v["dtype"]], tuple(v["shape"]), v["data_offsets"][0]) for k, v in raw.items()}
+        return cls(8 + size, tensors)
 
 
-def _shard_keys(path: Path) -> list[str]:
-    with safe_open(str(path), framework="pt") as f:
-        return list(f.keys())
+MAX_HEADER = 16 * 2**20
+
+
+def _read_into(path: Path, header: Header, outs: dict[str, torch.Tensor], local: list[int], dst: list[int]) -> None:
+    """Copy rows `local` of the file's tensors into rows `dst` of `outs` (the keys both have), with
+    positioned reads straight into the output: one copy, no memory map left behind (a mapped page
+    would count against this process for as long as the map lives)."""
+    with open(path, "rb", buffering=0) as f:
+        fd = f.fileno()
+        for key, out in outs.items():
+            if key not in header.tensors:
+                continue
+            dtype, shape, begin = header.tensors[key]
+            row_bytes = math.prod(shape[1:]) * out.element_size()
+            rows = out.view(-1).view(torch.uint8).view(out.shape[0], row_bytes).numpy()
+            start = header.data_start + begin
+            i = 0
+            while i < len(local):  # runs consecutive in both source and destination: one read each
+                j = i + 1
+                while j < len(local) and local[j] == local[j - 1] + 1 and dst[j] == dst[j - 1] + 1:
+                    j += 1
+                want = (j - i) * row_bytes
+                got = os.preadv(fd, [memoryview(rows[dst[i] : dst[i] + j - i]).cast("B")], start + local[i] * row_bytes)
+                if got != want:
+                    raise ValueError(f"{path}: truncated shard ({key!r}: {got} of {want} bytes); preprocess again")
+                i = j
 
 
 @dataclass(frozen=True)
@@ -148,12 +177,21 @@ class SplitView:
             raise ValueError(f"{path}: format {self.index.get('format')!r}, expected {FORMAT!r}; preprocess again")
         sizes = [e["rows"] for e in self.index["shards"]]
         self.offsets = torch.tensor([0, *sizes]).cumsum(0)
+        self._headers: dict[Path, Header] = {}
         replaced = tuple(r for layer in self.layers for r in layer.replaces)
-        first = self.shard_files[0] if self.shard_files else None
-        self.feature_keys = [
-            k for k in (_shard_keys(first) if first else [])
-            if not any(k == r or k.startswith(r + SEP) for r in replaced)
-        ]
+        # key -> (dtype, row shape), from the first shard and the first file of each layer
+        self.schema: dict[str, tuple[torch.dtype, tuple[int, ...]]] = {}
+        for first in ([self.shard_files[0]] if self.shard_files else []) + [layer.files[0] for layer in self.layers]:
+            for key, (dtype, shape, _) in self._header(first).tensors.items():
+                if first in self.shard_files and any(key == r or key.startswith(r + SEP) for r in replaced):
+                    continue
+                self.schema[key] = (dtype, shape[1:])
+        self.feature_keys = [k for k in self._header(self.shard_files[0]).tensors if k in self.schema] if self.shard_files else []
+
+    def _header(self, path: Path) -> Header:
+        if path not in self._headers:
+            self._headers[path] = Header.read(path)
+        return self._headers[path]
 
     @property
     def shard_files(self) -> list[Path]:
@@ -176,45 +214,36 @@ class SplitView:
 
     def column(self, key: str) -> torch.Tensor:
         """One flat key over every row (e.g. "labels", "present.image"): small columns only."""
-        return torch.cat([_read_rows(p, [key], list(range(e["rows"])))[key]
-                          for p, e in zip(self.shard_files, self.index["shards"])])
+        return self._rows(torch.arange(len(self)), [key])[key]
 
     def shard(self, number: int) -> dict:
         """Every row of one shard, features and layers, as a nested batch."""
-        return self._read(number, list(range(self.index["shards"][number]["rows"])))
+        start = int(self.offsets[number])
+        return self.rows(torch.arange(start, start + self.index["shards"][number]["rows"]))
 
     def shards(self) -> Iterator[dict]:
         for number in range(len(self.index["shards"])):
             yield self.shard(number)
 
     def rows(self, idx: torch.Tensor) -> dict:
-        """The rows `idx` (global positions, any order) as a nested batch in that order."""
-        idx = torch.as_tensor(idx, dtype=torch.long)
-        which = torch.searchsorted(self.offsets, idx, right=True) - 1
-        parts, order = [], []
-        for number in which.unique().tolist():
-            mine = idx[which == number]
-            local = (mine - self.offsets[number]).tolist()
-            sorted_local = sorted(set(local))
-            part = self._read(number, sorted_local)
-            at = {p: i for i, p in enumerate(sorted_local)}
-            where = torch.tensor([at[p] for p in local])
-            parts.append(index(part, where))
-            order.append((which == number).nonzero().flatten())
-        batch = concat(parts)
-        inverse = torch.empty(len(idx), dtype=torch.long)
-        inverse[torch.cat(order)] = torch.arange(len(idx))
-        return index(batch, inverse)
+        """The rows `idx` (global positions, any order, repeats allowed) as a nested batch in that order."""
+        return nested(self._rows(idx, list(self.schema)))
 
     def load(self) -> dict:
         """The whole split in memory, with sample ids (small splits and tests)."""
-        batch = concat(list(self.shards())) if self.index["shards"] else {}
+        batch = self.rows(torch.arange(len(self)))
         batch["sample_ids"] = self.sample_ids
         return batch
 
-    def _read(self, number: int, positions: list[int]) -> dict:
-        flat = _read_rows(self.shard_files[number], self.feature_keys, positions)
-        for layer in self.layers:
-            path = layer.files[number]
-            flat.update(_read_rows(path, _shard_keys(path), positions))
-        return nested(flat)
+    def _rows(self, idx: torch.Tensor, keys: list[str]) -> dict[str, torch.Tensor]:
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        if len(idx) and (int(idx.min()) < 0 or int(idx.max()) >= len(self)):
+            raise IndexError(f"{self.root}: rows {idx.min().item()}..{idx.max().item()} out of 0..{len(self) - 1}")
+        outs = {k: torch.empty((len(idx), *self.schema[k][1]), dtype=self.schema[k][0]) for k in keys}
+        which = torch.searchsorted(self.offsets, idx, right=True) - 1
+        for number in which.unique().tolist():
+            dst = (which == number).nonzero().flatten()
+            local = (idx[dst] - self.offsets[number]).tolist()
+            for path in [self.shard_files[number], *(layer.files[number] for layer in self.layers)]:
+                _read_into(path, self._header(path), outs, local, dst.tolist())
+        return outs
