@@ -2,7 +2,8 @@
 
     <!-- NAME:begin (...) -->  ...  <!-- NAME:end -->
 
-`bench` renders `bench/results.json` (`make bench`), `byod` copies `bench/byod.md`
+`bench` renders `bench/results.json` (`make bench`), `scale` renders its `scale` figures as a table
+per N and stage with the plot `bench/scale.png` (`bench/bench_scale.py`), `byod` copies `bench/byod.md`
 (`bench/bench_byod.py`), `demo` renders `bench/demo.json` (`make demo`). `check()` is the drift
 test: a README whose sections differ from what their sources render fails `make test`.
 """
@@ -10,6 +11,7 @@ test: a README whose sections differ from what their sources render fails `make 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -28,6 +30,31 @@ def bench_markdown(results: dict) -> str:
     rows += [f"| {r['bench']} | {r['figure']} | {r['value']:.4g} {r['unit']} | {r['goal']} | {r['detail']} |".replace("  |", " |")
              for r in results["figures"]]
     return head + "\n".join(rows) + "\n"
+
+
+SCALE_STAGE = re.compile(r"^N=(\d+) (\w+): (wall|peak RSS|time per sample)$")
+
+
+def scale_markdown(results: dict) -> str:
+    """The scale benchmark: wall time, time per sample and peak RSS per N and stage, its ratios, the plot."""
+    figures = [r for r in results["figures"] if r["bench"] == "scale"]
+    cells: dict[tuple[int, str], dict[str, dict]] = {}
+    for r in figures:
+        m = SCALE_STAGE.match(r["figure"])
+        if m:
+            cells.setdefault((int(m[1]), m[2]), {})[m[3]] = r
+    head = (f"Latest `python -m bench scale` ({results['when'][:10]}; {results['machine']['cores']} cores): each stage "
+            "as its own `mmops` process on generated datasets of 224x224 RGB images, 5 s 16 kHz WAV clips, short "
+            "texts and 8 classes; peak RSS summed over the stage's process tree (`bench/bench_scale.py`):\n\n")
+    rows = ["| N | stage | wall | per sample | peak RSS |", "| --- | --- | --- | --- | --- |"]
+    for (n, stage), c in cells.items():
+        rows.append(f"| {n} | {stage} | {c['wall']['value']:.1f} s | {c['time per sample']['value']:.2f} ms "
+                    f"| {c['peak RSS']['value']:.0f} MB |")
+    others = ["| figure | value | goal |", "| --- | --- | --- |"]
+    others += [f"| {r['figure']} | {r['value']:.4g} {r['unit']} | {r['goal']} |".replace("  |", " |")
+               for r in figures if not SCALE_STAGE.match(r["figure"])]
+    plot = "![Wall time and peak RSS per stage against N](bench/scale.png)\n"
+    return head + "\n".join(rows) + "\n\n" + "\n".join(others) + "\n\n" + plot
 
 
 def _minutes(seconds: float) -> str:
@@ -50,7 +77,10 @@ def sections() -> dict[str, str]:
     """Every generated section whose source exists, rendered."""
     out = {}
     if RESULTS.exists():
-        out["bench"] = bench_markdown(json.loads(RESULTS.read_text()))
+        results = json.loads(RESULTS.read_text())
+        out["bench"] = bench_markdown(results)
+        if any(r["bench"] == "scale" for r in results["figures"]):
+            out["scale"] = scale_markdown(results)
     if BYOD.exists():
         out["byod"] = BYOD.read_text()
     if DEMO.exists():
