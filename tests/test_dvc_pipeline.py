@@ -1,5 +1,7 @@
 """`dvc repro` runs the same stages, reproduces the metrics, a second run is a no-op, and an edit of the
-prediction code puts the stages that run it out of date."""
+prediction code puts the stages that run it out of date. Through a DVC remote on a real S3 server
+(SeaweedFS, tests/s3_server.py): `dvc push`, then `dvc pull` and a no-op `dvc repro` in a fresh git
+clone holding the committed dvc.lock; `dvc exp run -S` reruns only the stages the param feeds."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from s3_server import DVC_BUCKET, running_s3
 
 from mmops.catalog import CHECKPOINT, Catalog
 from mmops.config import PathsConfig
@@ -24,8 +27,9 @@ BIN = Path(sys.executable).parent
 PATHS = Catalog.from_paths(PathsConfig())  # where the dvc.yaml stages write, relative to the project
 
 
-def _make_project(path: Path, tiny_text_model: Path) -> tuple[Path, dict]:
-    """A copy of the project's pipeline in `path` with small, fast params."""
+def _make_project(path: Path, tiny_text_model: Path, git: bool = False) -> tuple[Path, dict]:
+    """A copy of the project's pipeline in `path` with small, fast params; with `git`, a git
+    repository (the project's .gitignore) whose first commit holds it."""
     for name in ("dvc.yaml", ".dvcignore"):
         shutil.copy(REPO / name, path / name)
     shutil.copytree(REPO / "mmops", path / "mmops", ignore=shutil.ignore_patterns("__pycache__"))
@@ -42,17 +46,38 @@ def _make_project(path: Path, tiny_text_model: Path) -> tuple[Path, dict]:
     env = {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-        "MLFLOW_TRACKING_URI": f"sqlite:///{path / 'mlflow.db'}",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{path / '.mmops' / 'mlflow.db'}",  # where mmops keeps it (git-ignored)
         "DVC_NO_ANALYTICS": "1",
     }
-    subprocess.run([str(BIN / "dvc"), "init", "--no-scm", "-q"], cwd=path, env=env, check=True)
+    (path / ".mmops").mkdir()
+    if not git:
+        subprocess.run([str(BIN / "dvc"), "init", "--no-scm", "-q"], cwd=path, env=env, check=True)
+        return path, env
+    shutil.copy(REPO / ".gitignore", path / ".gitignore")
+    for args in (["init", "-q"], ["config", "user.name", "mmops tests"], ["config", "user.email", "tests@mmops.invalid"]):
+        subprocess.run(["git", *args], cwd=path, check=True)
+    subprocess.run([str(BIN / "dvc"), "init", "-q"], cwd=path, env=env, check=True)
+    git_commit((path, env), "the pipeline")
     return path, env
 
 
-@pytest.fixture
-def project(tmp_path, tiny_text_model):
-    """A copy of the project's pipeline with small, fast params."""
-    return _make_project(tmp_path, tiny_text_model)
+def git(project, *args) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=project[0], capture_output=True, text=True, timeout=120, check=False)
+
+
+def git_commit(project, message: str, *force: str) -> None:
+    """Commit everything git does not ignore, and the ignored paths in `force`."""
+    for args in (["add", "-A"], *([["add", "-f", "--", *force]] if force else []), ["commit", "-q", "-m", message]):
+        done = git(project, *args)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def reproduced(tmp_path_factory, tiny_text_model):
+    """A git repository with a copy of the project's pipeline (small, fast params) after its first
+    `dvc repro`; (project, that run). Shared by the tests below: each restores what it relies on."""
+    project = _make_project(tmp_path_factory.mktemp("project"), tiny_text_model, git=True)
+    return project, dvc(project, "repro")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -83,8 +108,8 @@ def dvc(project, *args):
     return subprocess.run([str(BIN / "dvc"), *args], cwd=path, env=env, capture_output=True, text=True, timeout=900)
 
 
-def test_repro_runs_every_stage_then_nothing(project):
-    first = dvc(project, "repro")
+def test_repro_runs_every_stage_then_nothing(reproduced):
+    project, first = reproduced
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     for stage in ("demo_data", "validate", "preprocess", "train", "evaluate", "register"):
         assert f"Running stage '{stage}'" in first.stdout
@@ -125,6 +150,86 @@ def test_repro_runs_every_stage_then_nothing(project):
     status = dvc(project, "status", "--json")
     assert status.returncode == 0, status.stderr[-3000:]
     assert set(json.loads(status.stdout)) == {"train", "evaluate", "register"}
+
+
+def _git_outs(project) -> list[str]:
+    """The outputs dvc.yaml leaves to git (`cache: false`: reports, metrics, plots). A clone without
+    them would rerun the stages that write them; the project's .gitignore ignores their folders."""
+    stages = yaml.safe_load((project[0] / "dvc.yaml").read_text())["stages"]
+    entries = [e for stage in stages.values() for key in ("outs", "metrics", "plots") for e in stage.get(key, [])]
+    return [path for e in entries if isinstance(e, dict) for path, opts in e.items() if opts.get("cache") is False]
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """A SeaweedFS S3 server with the bucket `dvc`, for this module (tests/infra starts its own)."""
+    with running_s3(tmp_path_factory.mktemp("s3"), buckets=(DVC_BUCKET,)) as server:
+        yield server
+
+
+def test_push_then_pull_and_repro_in_a_fresh_clone_then_an_experiment(reproduced, s3, tmp_path):
+    """The remote on S3, configured with `dvc remote` as infra/dvc-remote.md says (keys in the
+    git-ignored .dvc/config.local, or in the environment); dvc.lock and the `cache: false` outputs
+    committed, the cached outputs pushed. A fresh clone pulls them and `dvc repro` runs nothing.
+    Then `dvc exp run -S train.lr=... evaluate` reruns train and evaluate, and `dvc exp show` lists it."""
+    project, _ = reproduced
+    checkout = git(project, "checkout", "--", ".")  # the code as committed (the test above edits it)
+    assert checkout.returncode == 0, checkout.stderr
+    status = dvc(project, "status", "--json")
+    assert status.returncode == 0 and json.loads(status.stdout) == {}, status.stdout + status.stderr
+
+    for args in (["add", "-d", "s3remote", f"s3://{DVC_BUCKET}/mmops"], ["modify", "s3remote", "endpointurl", s3.endpoint],
+                 ["modify", "--local", "s3remote", "access_key_id", s3.access_key],
+                 ["modify", "--local", "s3remote", "secret_access_key", s3.secret_key]):
+        done = dvc(project, "remote", *args)
+        assert done.returncode == 0, done.stderr
+    git_commit(project, "dvc.lock, the outputs git keeps, the S3 remote", *_git_outs(project))
+    tracked = set(git(project, "ls-files").stdout.split())
+    assert {"dvc.lock", ".dvc/config", PATHS.metrics_json.as_posix(), PATHS.registry_json.as_posix()} <= tracked
+    assert ".dvc/config.local" not in tracked and (project[0] / ".dvc" / "config.local").exists()
+    assert git(project, "grep", "-q", s3.secret_key, "HEAD").returncode == 1  # no key in any committed file
+
+    pushed = dvc(project, "push")
+    assert pushed.returncode == 0, pushed.stdout[-3000:] + pushed.stderr[-3000:]
+    lock = yaml.safe_load((project[0] / "dvc.lock").read_text())["stages"]
+    cached = {o["path"]: o["md5"] for stage in lock.values() for o in stage.get("outs", [])
+              if o["path"] not in _git_outs(project)}
+    assert set(cached) == {PATHS.data.as_posix(), PATHS.features.as_posix(), PATHS.model.as_posix()}
+    stored = set(s3.keys(DVC_BUCKET, "mmops/"))
+    for path, md5 in cached.items():  # each output's directory listing is an object in the bucket
+        assert f"mmops/files/md5/{md5[:2]}/{md5[2:]}" in stored, (path, sorted(stored)[:10])
+
+    # A fresh clone: the committed remote, keys from the environment, nothing else shared.
+    clone = tmp_path / "clone"
+    cloned = subprocess.run(["git", "clone", "-q", str(project[0]), str(clone)], capture_output=True, text=True, check=False)
+    assert cloned.returncode == 0, cloned.stderr
+    (clone / ".mmops").mkdir()
+    clone_project = (clone, {**project[1], **s3.env, "MLFLOW_TRACKING_URI": f"sqlite:///{clone / '.mmops' / 'mlflow.db'}"})
+    assert not (clone / PATHS.model).exists()
+    pulled = dvc(clone_project, "pull")
+    assert pulled.returncode == 0, pulled.stdout[-3000:] + pulled.stderr[-3000:]
+    checkpoint = PATHS.model / CHECKPOINT
+    assert (clone / checkpoint).read_bytes() == (project[0] / checkpoint).read_bytes()
+    again = dvc(clone_project, "repro")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "Running stage" not in again.stdout
+    for stage in lock:
+        assert f"Stage '{stage}' didn't change, skipping" in again.stdout
+
+    # An experiment on the origin, up to `evaluate` (an experiment is compared, not registered): a
+    # train param reruns train and evaluate, nothing before them.
+    lr = yaml.safe_load((project[0] / "params.yaml").read_text())["train"]["lr"] * 2
+    ran = dvc(project, "exp", "run", "-S", f"train.lr={lr}", "evaluate")
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+    assert [s for s in lock if f"Running stage '{s}'" in ran.stdout] == ["train", "evaluate"]
+    shown = dvc(project, "exp", "show", "--json")
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    experiments = [e for row in json.loads(shown.stdout) for e in row.get("experiments") or []]
+    assert len(experiments) == 1
+    data = experiments[0]["revs"][0]["data"]
+    assert data["params"]["params.yaml"]["data"]["train"]["lr"] == lr
+    assert data["metrics"][PATHS.metrics_json.as_posix()]["data"]["accuracy"] == \
+        json.loads((project[0] / PATHS.metrics_json).read_text())["accuracy"]
 
 
 def test_repro_on_the_teams_own_dataset_named_in_params(team_repro):
