@@ -132,3 +132,58 @@ def served_model_dir(prepared, tmp_path_factory) -> Path:
     params = prepared.model_copy(update={"paths": prepared.paths.model_copy(update={"model": out})})
     params = params.model_copy(update={"train": params.train.model_copy(update={"epochs": 3})})
     return stages.train(params, Catalog.from_paths(params.paths))
+
+
+_SHARED_PREFECT = "shared_prefect"
+_prefect_users = {"last": None, "passed": False}  # the last test to run that uses the shared server
+_shared_servers: list = []
+
+
+@pytest.hookimpl(trylast=True)  # after -k / -m deselection
+def pytest_collection_modifyitems(items):
+    users = [item for item in items if _SHARED_PREFECT in getattr(item, "fixturenames", ())]
+    _prefect_users.update(last=users[-1] if users else None, passed=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """Stop the shared Prefect server once its last user's module is done (its module fixtures torn
+    down), not at the end of the session: an idle server still costs CPU."""
+    try:
+        return (yield)
+    finally:
+        if item is _prefect_users["last"]:
+            _prefect_users["passed"] = True
+        if _prefect_users["passed"] and _shared_servers and (nextitem is None or nextitem.path != item.path):
+            _shared_servers[0].stop()
+
+
+@pytest.fixture(scope="session")
+def shared_prefect(tmp_path_factory):
+    """ONE real `prefect server start` (own PREFECT_HOME) for the whole session, launched the first
+    time a test asks for it and stopped after the last test that uses it; `.api` is its URL once it
+    answers (each start costs 15-25 s of CPU, 15-80 s on 2 busy cores). Its idle loop services
+    (scheduler, late runs, ...) are off: no test here relies on them (servers.IDLE_SERVICES_OFF).
+
+    Tests keep apart on it by what is theirs: flow and deployment names, data folders (the watch
+    flow's Variable is named by folder), flow-run ids. Tests of a server's own start-up and auth
+    (`mmops schedule` in orchestrate/test_scheduling.py) start their own instead.
+    """
+    from servers import IDLE_SERVICES_OFF, StartedPrefectServer
+
+    server = StartedPrefectServer(tmp_path_factory.mktemp("prefect-shared"), env=IDLE_SERVICES_OFF)
+    _shared_servers[:] = [server]
+    try:
+        yield server
+    finally:
+        server.stop()
+        _shared_servers.clear()
+
+
+@pytest.fixture
+def prefect_api(shared_prefect):
+    """This test's Prefect client on the shared server (buffered logs and events delivered after); its API URL."""
+    from servers import prefect_api_at
+
+    with prefect_api_at(shared_prefect.api) as api:
+        yield api

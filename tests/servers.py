@@ -49,22 +49,80 @@ def running(cmd: list[str], health_url: str, log: Path, env: dict | None = None,
         stop_group(proc, timeout=20)
 
 
-@contextmanager
-def prefect_server(home: Path):
-    """A real `prefect server start` on 127.0.0.1 with its own PREFECT_HOME; yields the API URL."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
+def _prefect_server_cmd(home: Path) -> tuple[list[str], dict[str, str], str]:
     port = free_port()
     home.mkdir(parents=True, exist_ok=True)
     env = {"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false"}
     cmd = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    api = f"http://127.0.0.1:{port}/api"
+    return cmd, env, f"http://127.0.0.1:{port}/api"
+
+
+@contextmanager
+def prefect_server(home: Path):
+    """A real `prefect server start` on 127.0.0.1 with its own PREFECT_HOME; yields the API URL.
+
+    Tests that only need *a* server should take the session's shared one instead (the
+    `prefect_api` / `shared_prefect` fixtures in conftest.py): each start costs 15-25 s of CPU.
+    """
+    cmd, env, api = _prefect_server_cmd(home)
     with running(cmd, f"{api}/health", home / "server.log", env):
-        with temporary_settings(updates={PREFECT_API_URL: api}):
-            try:
-                yield api
-            finally:
-                drain_prefect_clients()
+        with prefect_api_at(api):
+            yield api
+
+
+@contextmanager
+def prefect_api_at(api: str):
+    """Point this process's Prefect client at `api` for the block; deliver its buffered logs and
+    events before leaving (the server must still be up)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: api}):
+        try:
+            yield api
+        finally:
+            drain_prefect_clients()
+
+
+# Loop services of the server that no test on a shared server relies on: each wakes every few
+# seconds, about half of an idle server's CPU (~1 s a minute). Kept: the task-run recorder and
+# event persister (task runs reach the server through events) and the repossessor (it frees the
+# concurrency slot of a run that died holding it).
+IDLE_SERVICES_OFF = {
+    f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false"
+    for name in ("SCHEDULER", "LATE_RUNS", "FOREMAN", "PAUSE_EXPIRATIONS", "CANCELLATION_CLEANUP", "DB_VACUUM",
+                 "CLEANUP_RECONCILER", "TRIGGERS", "EVENT_LOGGER")
+}
+
+
+class StartedPrefectServer:
+    """A `prefect server start` already launched (own PREFECT_HOME) whose health is awaited only
+    when its URL is first asked for, so callers can do other work while it boots.
+
+    `env`: extra settings of the server (e.g. IDLE_SERVICES_OFF).
+    """
+
+    def __init__(self, home: Path, timeout: float = 180, env: dict[str, str] | None = None):
+        self.home, self.timeout = home, timeout
+        cmd, server_env, self._api = _prefect_server_cmd(home)
+        self.log = home / "server.log"
+        with open(self.log, "w") as out:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                         env={**os.environ, **server_env, **(env or {})}, start_new_session=True)
+        self._healthy = False
+
+    @property
+    def api(self) -> str:
+        """The API URL, once the server answers /health (raises if it died or never answered)."""
+        if not self._healthy:
+            wait_healthy(f"{self._api}/health", self.proc, self.timeout, self.log)
+            self._healthy = True
+        return self._api
+
+    def stop(self) -> None:
+        """Deliver what the clients buffered, then stop it by PID (again: nothing)."""
+        if self.proc.poll() is None and self._healthy:
+            drain_prefect_clients()
+        stop_group(self.proc, timeout=20)
 
 
 def drain_prefect_clients(timeout: float = 30) -> None:

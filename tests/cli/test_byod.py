@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import mlflow
@@ -24,7 +23,7 @@ from datagen.unlike_demo import make_dataset
 from mmops.catalog import Catalog
 from mmops.params_file import load_params
 from mmops.processes import stop_group
-from servers import prefect_server
+from servers import prefect_api_at
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -33,24 +32,22 @@ CLASSES = ["negative", "neutral", "positive"]
 
 
 @pytest.fixture(scope="module", autouse=True)
-def started(tmp_path_factory):
-    """A working folder holding only the project's params.yaml, its own MLflow store and a Prefect server,
-    and `mmops run --data` on a generated dataset started in the background when the module starts: the
-    in-process tests of the module run while it trains (`project` waits for it)."""
+def started(tmp_path_factory, shared_prefect):
+    """A working folder holding only the project's params.yaml, its own MLflow store, the session's Prefect
+    server, and `mmops run --data` on a generated dataset started in the background when the module starts:
+    the in-process tests of the module run while it trains (`project` waits for it)."""
     root = tmp_path_factory.mktemp("byod")
     shutil.copy(REPO / "params.yaml", root / "params.yaml")
-    with ThreadPoolExecutor(1) as pool:  # the dataset is written while the Prefect server boots
-        dataset = pool.submit(make_dataset, root / "shapes", n_per_class=30, p_uninformative=0.35)
-        with prefect_server(root / "prefect") as api:
-            data = dataset.result()
-            env = {**os.environ, "PREFECT_API_URL": api, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
-            with open(root / "run.out", "w") as out, open(root / "run.err", "w") as err:  # files: no pipe to drain
-                proc = subprocess.Popen([*MMOPS, "run", "--data", str(data)], cwd=root, env=env, stdout=out,
-                                        stderr=err, text=True, start_new_session=True)
-                try:
-                    yield root, data, env, proc
-                finally:
-                    stop_group(proc, timeout=30)  # only if nothing waited for it
+    data = make_dataset(root / "shapes", n_per_class=30, p_uninformative=0.35)  # while the server boots, if it does
+    with prefect_api_at(shared_prefect.api) as api:
+        env = {**os.environ, "PREFECT_API_URL": api, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+        with open(root / "run.out", "w") as out, open(root / "run.err", "w") as err:  # files: no pipe to drain
+            proc = subprocess.Popen([*MMOPS, "run", "--data", str(data)], cwd=root, env=env, stdout=out,
+                                    stderr=err, text=True, start_new_session=True)
+            try:
+                yield root, data, env, proc
+            finally:
+                stop_group(proc, timeout=30)  # only if nothing waited for it
 
 
 @pytest.fixture(scope="module")

@@ -154,8 +154,9 @@ def test_forget_leaves_another_servers_record(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def registered_project(prepared, small_dataset, tmp_path_factory):
-    """A project folder whose own .mmops/mlflow.db holds NAME with alias champion (a real small model)."""
+def registered_project(prepared, small_dataset, served_model_dir, tmp_path_factory):
+    """A project folder whose own .mmops/mlflow.db holds NAME with alias champion (a real small model:
+    the session's 3-epoch one, copied)."""
     import mlflow
     from mlflow import MlflowClient
 
@@ -173,7 +174,7 @@ def registered_project(prepared, small_dataset, tmp_path_factory):
             "quantize": prepared.quantize.model_copy(update={"enabled": False}),
         })
         paths = Catalog.from_paths(params.paths)
-        stages.train(params, paths)
+        shutil.copytree(served_model_dir, paths.model)  # what stages.train(params, paths) would write
         stages.evaluate(params, paths)
         reports = root / "reports"
         reports.mkdir()

@@ -1,4 +1,6 @@
-"""End to end: the Prefect flow on a small avdigits subset, a real Prefect server, a temp MLflow store."""
+"""End to end: the Prefect flow on a small avdigits subset, a real Prefect server (the session's
+shared one: its flow runs are told apart by the MLflow store and model name of this module), a temp
+MLflow store."""
 
 from __future__ import annotations
 
@@ -11,20 +13,20 @@ import pytest
 from mlflow import MlflowClient
 
 from mmops.stages import DataValidationError
-from servers import prefect_server
+from servers import prefect_api_at
 
 pytestmark = pytest.mark.slow
 NAME = "mmops-e2e"
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def env(tmp_path_factory, shared_prefect):
     root = tmp_path_factory.mktemp("e2e")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     old = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = uri
     mlflow.set_tracking_uri(uri)
-    with prefect_server(root / "prefect"):
+    with prefect_api_at(shared_prefect.api):
         yield root
     if old is None:
         os.environ.pop("MLFLOW_TRACKING_URI", None)

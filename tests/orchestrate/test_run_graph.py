@@ -8,11 +8,10 @@ import time
 import pytest
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
-from servers import prefect_server
 
 from mmops.orchestrate.retrain import run_cached
 
-pytestmark = pytest.mark.slow  # starts a Prefect server (about 15 s)
+pytestmark = pytest.mark.slow  # the session's shared Prefect server
 STAGES = ("validate", "preprocess", "train", "evaluate", "register")
 
 
@@ -40,24 +39,23 @@ def chained() -> list[str]:
     return [run_cached(stage.with_options(name=s), FakeCache(s), False, None, s, after=upstream) for s in STAGES]
 
 
-def test_each_stage_waits_for_the_one_before(tmp_path):
+def test_each_stage_waits_for_the_one_before(prefect_api):
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    with prefect_server(tmp_path / "prefect"):
-        state = chained(return_state=True)
-        assert state.result() == list(STAGES)
-        flow_runs = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
-        expected = {"validate": [], "preprocess": ["validate"], "train": ["preprocess"],
-                    "evaluate": ["train"], "register": ["evaluate"]}
-        deadline = time.monotonic() + 60
-        while True:  # task runs reach the server through events: wait until all five are there
-            with get_client(sync_client=True) as client:
-                runs = client.read_task_runs(flow_run_filter=flow_runs)
-            by_id = {r.id: r for r in runs}
-            edges = {r.name.split("-")[0]: [by_id[i.id].name.split("-")[0] if i.id in by_id else "?"
-                                            for i in r.task_inputs.get("wait_for", [])] for r in runs}
-            if edges == expected or time.monotonic() > deadline:
-                break
-            time.sleep(1)
+    state = chained(return_state=True)
+    assert state.result() == list(STAGES)
+    flow_runs = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+    expected = {"validate": [], "preprocess": ["validate"], "train": ["preprocess"],
+                "evaluate": ["train"], "register": ["evaluate"]}
+    deadline = time.monotonic() + 60
+    while True:  # task runs reach the server through events: wait until all five are there
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(flow_run_filter=flow_runs)
+        by_id = {r.id: r for r in runs}
+        edges = {r.name.split("-")[0]: [by_id[i.id].name.split("-")[0] if i.id in by_id else "?"
+                                        for i in r.task_inputs.get("wait_for", [])] for r in runs}
+        if edges == expected or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     assert edges == expected

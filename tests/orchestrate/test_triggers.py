@@ -1,4 +1,5 @@
-"""The data trigger (mmops/orchestrate/watch.py) and the failure webhook (mmops/orchestrate/notify.py), on a real Prefect server."""
+"""The data trigger (mmops/orchestrate/watch.py) and the failure webhook (mmops/orchestrate/notify.py), on a real
+Prefect server (the session's shared one)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ import pandas as pd
 import pytest
 
 from mmops.stages import DataValidationError
-from servers import prefect_server
+from servers import prefect_api_at
 
 POOL = "mmops-process"
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory):
-    with prefect_server(tmp_path_factory.mktemp("prefect-triggers")) as url:
+def api(shared_prefect):
+    with prefect_api_at(shared_prefect.api) as url:
         yield url
 
 
@@ -44,13 +45,16 @@ def webhook():
     server.server_close()
 
 
-def _manual_runs(deployment_name: str = "mmops-retrain/manual") -> list:
+def _manual_runs(deployment_name: str = "mmops-retrain/manual", earlier: frozenset = frozenset()) -> list:
+    """The deployment's flow runs, less the `earlier` ones (the server is the session's: another
+    module may have deployed the same names)."""
     from prefect import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name(deployment_name)
-        return client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])))
+        runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])))
+    return [r for r in runs if r.id not in earlier]
 
 
 def test_data_trigger_fires_on_changed_data_only(api, small_dataset, tmp_path, fast_overrides):
@@ -67,10 +71,11 @@ def test_data_trigger_fires_on_changed_data_only(api, small_dataset, tmp_path, f
         client.create_work_pool(WorkPoolCreate(name=POOL, type="process"), overwrite=True)
     deployed = deploy(None, overrides, str(data))
     assert set(deployed) == {"mmops-retrain/scheduled", "mmops-retrain/manual", "mmops-watch-data/watch"}
+    earlier = frozenset(r.id for r in _manual_runs())
 
     first = watch_data(params_path=None, overrides=overrides, data_dir=str(data))
     assert first["triggered"] and first["previous"] is None
-    runs = _manual_runs()
+    runs = _manual_runs(earlier=earlier)
     assert len(runs) == 1
     assert runs[0].parameters["data_dir"] == str(data) and runs[0].parameters["overrides"] == overrides
     assert "trigger:new-data" in runs[0].tags
@@ -79,19 +84,19 @@ def test_data_trigger_fires_on_changed_data_only(api, small_dataset, tmp_path, f
     manifest = data / "manifest.csv"
     manifest.write_bytes(manifest.read_bytes())  # rewritten, same content: still unchanged
     assert watch_data(params_path=None, overrides=overrides, data_dir=str(data))["triggered"] is False
-    assert len(_manual_runs()) == 1
+    assert len(_manual_runs(earlier=earlier)) == 1
 
     df = pd.read_csv(manifest, dtype=str, keep_default_na=False)
     df.loc[0, "text"] = df.loc[0, "text"] + " more"
     df.to_csv(manifest, index=False)
     changed = watch_data(params_path=None, overrides=overrides, data_dir=str(data))
     assert changed["triggered"] and changed["previous"] == first["data_hash"] != changed["data_hash"]
-    assert len(_manual_runs()) == 2
+    assert len(_manual_runs(earlier=earlier)) == 2
 
     image = data / df.loc[3, "image"]
     image.write_bytes(image.read_bytes()[:-1] + bytes([image.read_bytes()[-1] ^ 1]))  # one bit of one image
     assert watch_data(params_path=None, overrides=overrides, data_dir=str(data))["triggered"]
-    assert len(_manual_runs()) == 3
+    assert len(_manual_runs(earlier=earlier)) == 3
 
 
 def test_failed_run_posts_to_the_webhook_in_params(api, mislabeled_dataset, tmp_path, fast_overrides, webhook, monkeypatch):
