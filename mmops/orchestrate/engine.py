@@ -5,9 +5,10 @@ over a Dask cluster by `prefect_dask.DaskTaskRunner`.
                               -> featurize_shard x N (task runs, children of preprocess, on Dask workers)
 
 The cluster is a `distributed.LocalCluster` of `features.store.workers` processes (one thread each),
-started for the mapping and stopped after it, or the running scheduler at `features.store.dask_address`
-(its workers need the `mmops` package and must reach this flow's Prefect API). One shard, or one
-local worker, is featurized in this process: a cluster would only add its start-up time.
+started for the mapping and stopped after it, or the running scheduler at `features.store.dask_address`:
+its scheduler and workers need this environment (`mmops` and its dependencies: the scheduler unpickles
+every task it is sent), and the workers must reach this flow's Prefect API. One shard, or one local
+worker, is featurized in this process: a cluster would only add its start-up time.
 
 The bytes written do not depend on the engine: `featurize_shard` depends only on its job.
 """
@@ -15,8 +16,9 @@ The bytes written do not depend on the engine: `featurize_shard` depends only on
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -39,7 +41,8 @@ def task_runner(store: StoreConfig, shards: int):
             "n_workers": store.resolved_workers(shards),
             "threads_per_worker": 1,  # one process per core; the nanny sets OMP/MKL threads to 1 too
             "processes": True,
-            "dashboard_address": None,  # no web server (and no port clash between concurrent runs)
+            "dashboard_address": None,  # no dashboard; the scheduler's HTTP server (health) on a free port:
+            "scheduler_kwargs": {"dashboard_address": ":0"},  # its default, 8787, clashes between runs
         },
     )
 
@@ -49,7 +52,7 @@ def in_process(store: StoreConfig, shards: int) -> bool:
     return shards <= 1 or (not store.dask_address and store.resolved_workers(shards) <= 1)
 
 
-def dask_map(store: StoreConfig) -> "Mapper":
+def dask_map(store: StoreConfig) -> Mapper:
     """A `Mapper` for `stages.preprocess` inside a flow's task: each item of `map(fn, items)` a task run
     of `fn` on the Dask cluster, results in order (the first failed item's error is raised)."""
 
