@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-import shutil
 
 import boto3
 import numpy as np
@@ -83,27 +82,9 @@ def mlflow_on_s3(s3_server, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def evaluated(prepared, served_model_dir, small_dataset, tmp_path_factory):
-    """(params, catalogue): the shared trained model in a folder of its own, evaluated, with the
-    validation report beside it; registered as NAME, gated by an accuracy floor alone, no int8."""
-    from mmops import stages
-    from mmops.catalog import Catalog
-
-    root = tmp_path_factory.mktemp("s3-model")
-    paths = prepared.paths.model_copy(update={"model": root / "model", "metrics": root / "metrics",
-                                              "reports": root / "reports"})
-    shutil.copytree(served_model_dir, paths.model)
-    params = prepared.model_copy(update={
-        "paths": paths,
-        "registry": prepared.registry.model_copy(update={"model_name": NAME}),
-        "quantize": prepared.quantize.model_copy(update={"enabled": False}),
-        "gate": prepared.gate.model_copy(update={"floors": {"accuracy": 0.01}, "ceilings": {}, "regression": {}}),
-    })
-    catalog = Catalog.from_paths(paths, data=small_dataset)
-    catalog.reports.mkdir(parents=True)
-    shutil.copy(Catalog.from_paths(prepared.paths).validation_json, catalog.validation_json)
-    stages.evaluate(params, catalog)
-    return params, catalog
+def evaluated(evaluated_copy):
+    """(params, catalogue): the shared trained model, evaluated, to be registered as NAME."""
+    return evaluated_copy(NAME)
 
 
 def _sha256(data: bytes) -> str:

@@ -59,33 +59,3 @@ def model(store, tmp_path):
 def model_factory():
     """`make_model(client, source_dir)` for tests that bring their own tracking store."""
     return make_model
-
-
-@pytest.fixture(scope="module")
-def evaluated_copy(prepared, store, tmp_path_factory, served_model_dir, small_dataset):
-    """`evaluated_copy(name)` -> (params, catalogue): the shared trained model copied into a folder of
-    its own, evaluated, with the validation report beside it; registered as `name` (no int8 variant,
-    gated by a floor alone, so registration needs no re-scoring)."""
-    import shutil
-
-    from mmops import stages
-    from mmops.catalog import Catalog
-
-    def make(name: str):
-        root = tmp_path_factory.mktemp(name)
-        paths = prepared.paths.model_copy(update={"model": root / "model", "metrics": root / "metrics",
-                                                  "reports": root / "reports"})
-        shutil.copytree(served_model_dir, paths.model)
-        params = prepared.model_copy(update={
-            "paths": paths,
-            "registry": prepared.registry.model_copy(update={"model_name": name}),
-            "quantize": prepared.quantize.model_copy(update={"enabled": False}),
-            "gate": prepared.gate.model_copy(update={"floors": {"accuracy": 0.01}, "regression": {}}),
-        })
-        catalog = Catalog.from_paths(paths, data=small_dataset)
-        catalog.reports.mkdir(parents=True)
-        shutil.copy(Catalog.from_paths(prepared.paths).validation_json, catalog.validation_json)
-        stages.evaluate(params, catalog)
-        return params, catalog
-
-    return make
