@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from rich.console import Console
 from sklearn.metrics import accuracy_score, f1_score
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mmops.atomic import atomic_path, atomic_write_json, remove_stale_temps
 from mmops.catalog import CHECKPOINT, HISTORY_JSON, Catalog
@@ -95,18 +95,41 @@ def resume_fingerprint(params: Params, splits: dict[str, SplitView]) -> str:
 
 
 class PlannedBatches(Dataset):
-    """Item i: this rank's rows of the epoch's i-th global batch, read from the shards (in a
-    DataLoader worker when `num_workers` > 0), and the global batch size the loss divides by."""
+    """Item `global_idx` (one global batch's row numbers): this rank's rows of it, read from the
+    shards (in a DataLoader worker when `num_workers` > 0), and the global batch size the loss
+    divides by."""
 
-    def __init__(self, split: SplitView, plan: list[torch.Tensor], world: int, rank: int) -> None:
-        self.split, self.plan, self.world, self.rank = split, plan, world, rank
+    def __init__(self, split: SplitView, world: int, rank: int) -> None:
+        self.split, self.world, self.rank = split, world, rank
+
+    def __getitem__(self, global_idx: torch.Tensor) -> tuple[dict, int]:
+        return self.split.rows(global_idx.tensor_split(self.world)[self.rank]), len(global_idx)
+
+
+class EpochPlan(Sampler):
+    """The current epoch's global batches, in order; the recipe sets them before each epoch."""
+
+    def __init__(self) -> None:
+        self.batches: list[torch.Tensor] = []
+
+    def __iter__(self):
+        return iter(self.batches)
 
     def __len__(self) -> int:
-        return len(self.plan)
+        return len(self.batches)
 
-    def __getitem__(self, i: int) -> tuple[dict, int]:
-        global_idx = self.plan[i]
-        return self.split.rows(global_idx.tensor_split(self.world)[self.rank]), len(global_idx)
+
+def planned_loader(split: SplitView, world: int, rank: int, workers: int, pin_memory: bool) -> tuple[DataLoader, EpochPlan]:
+    """A loader of `PlannedBatches` driven by an `EpochPlan`. Workers start once per training run
+    (persistent) from a fresh forkserver: forking the trainer itself, whose other threads may hold
+    locks, is not safe."""
+    plan = EpochPlan()
+    loader = DataLoader(
+        PlannedBatches(split, world, rank), sampler=plan, batch_size=None, num_workers=workers,
+        pin_memory=pin_memory, persistent_workers=workers > 0,
+        multiprocessing_context="forkserver" if workers > 0 else None,
+    )
+    return loader, plan
 
 
 class TrainRecipe:
@@ -142,6 +165,9 @@ class TrainRecipe:
         augmented = augmented_modalities(self.cfg.augment, splits["train"].rows(torch.tensor([0])))
         self.train_set = embedded_view(self.model, splits["train"], cache, skip=augmented)
         self.val_set = embedded_view(self.model, splits["val"], cache)
+        self.loader, self.plan = planned_loader(
+            self.train_set, self.dist.world_size, self.dist.rank, self.cfg.num_workers, self.device.type == "cuda"
+        )
         self.ddp = (
             DistributedDataParallel(self.model, find_unused_parameters=True) if self.dist.enabled else self.model
         )
@@ -249,13 +275,10 @@ class TrainRecipe:
 
     def _train_one_epoch(self, epoch: int) -> float:
         self.ddp.train()
-        world, rank = self.dist.world_size, self.dist.rank
+        world = self.dist.world_size
         total, seen = 0.0, 0
-        batches = DataLoader(
-            PlannedBatches(self.train_set, self._global_batches(epoch), world, rank), batch_size=None,
-            num_workers=self.cfg.num_workers, pin_memory=self.device.type == "cuda",
-        )
-        for batch, global_size in batches:
+        self.plan.batches = self._global_batches(epoch)
+        for batch, global_size in self.loader:
             batch = to_device(batch, self.device)
             if self.cfg.augment.enabled:
                 batch = augment_batch(batch, self.cfg.augment)

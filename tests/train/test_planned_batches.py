@@ -2,10 +2,8 @@
 and each DDP rank reads only its own part of every global batch."""
 
 import torch
-from torch.utils.data import DataLoader
-
 from mmops.features.shards import SplitView, write_split
-from mmops.train.recipe import PlannedBatches
+from mmops.train.recipe import planned_loader
 
 
 def _view(tmp_path, n=37) -> SplitView:
@@ -16,16 +14,22 @@ def _view(tmp_path, n=37) -> SplitView:
     return SplitView(tmp_path / "train")
 
 
-def _batches(view, plan, world, rank, workers):
-    loader = DataLoader(PlannedBatches(view, plan, world, rank), batch_size=None, num_workers=workers)
-    return [(b["labels"].tolist(), b["image"], size) for b, size in loader]
+def _batches(view, plan, world, rank, workers, epochs=1):
+    """What the trainer's loader yields over `epochs` epochs of the same plan (workers persist)."""
+    loader, epoch_plan = planned_loader(view, world, rank, workers, pin_memory=False)
+    out = []
+    for _ in range(epochs):
+        epoch_plan.batches = plan
+        out += [(b["labels"].tolist(), b["image"], size) for b, size in loader]
+    return out
 
 
 def test_workers_read_the_same_batches_in_the_same_order(tmp_path):
     view = _view(tmp_path)
     plan = list(torch.randperm(len(view), generator=torch.Generator().manual_seed(1)).split(6))
-    inline, threaded = _batches(view, plan, 1, 0, 0), _batches(view, plan, 1, 0, 2)
-    assert [b[0] for b in inline] == [p.tolist() for p in plan]  # labels == row numbers here
+    inline, threaded = _batches(view, plan, 1, 0, 0, epochs=2), _batches(view, plan, 1, 0, 2, epochs=2)
+    assert [b[0] for b in inline] == [p.tolist() for p in plan] * 2  # labels == row numbers here
+    assert len(threaded) == len(inline)
     assert all(a[0] == b[0] and torch.equal(a[1], b[1]) and a[2] == b[2] for a, b in zip(inline, threaded))
 
 
