@@ -27,8 +27,9 @@ NAME = "mmops-pin-test"
 
 
 @pytest.fixture(scope="module")
-def setup(evaluated_copy):
-    """(params, catalogue): the shared trained model, gated by a floor alone (fast: no re-scoring)."""
+def setup(store, evaluated_copy):
+    """(params, catalogue): the shared trained model, gated by a floor alone (fast: no re-scoring),
+    registered into this module's own store."""
     return evaluated_copy(NAME)
 
 
