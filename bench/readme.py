@@ -28,8 +28,9 @@ def bench_markdown(results: dict) -> str:
             f"GPU: {m['gpu'] or 'none'}, torch {m['torch']}). Written to `bench/results.json`:\n\n")
     rows = ["| bench | figure | value | goal | detail |", "| --- | --- | --- | --- | --- |"]
     rows += [f"| {r['bench']} | {r['figure']} | {r['value']:.4g} {r['unit']} | {r['goal']} | {r['detail']} |".replace("  |", " |")
-             for r in results["figures"]]
-    return head + "\n".join(rows) + "\n"
+             for r in results["figures"] if r["bench"] != "scale"]
+    scale = "\nThe `scale` figures have their own table below.\n" if any(r["bench"] == "scale" for r in results["figures"]) else ""
+    return head + "\n".join(rows) + "\n" + scale
 
 
 SCALE_STAGE = re.compile(r"^N=(\d+) (\w+): (wall|peak RSS|time per sample)$")
