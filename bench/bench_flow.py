@@ -1,11 +1,13 @@
-"""Benchmark the Prefect orchestration: `python bench/bench_flow.py [--samples 200] [--epochs 4]`.
+"""Benchmark the Prefect orchestration: `python bench/bench_flow.py [--samples 900] [--epochs 6]`.
 
 With a real `prefect server start` already up on 127.0.0.1 and MLflow in a temp SQLite file,
-on a small generated avdigits set with a one-layer text model:
-  - flow / in-process: the retrain flow (tasks, cache keys, stamps, artifacts, concurrency
-    slot) ÷ the same stage functions called one after another in this process (goal <= 1.10);
-  - warm / cold: the flow again with nothing changed (every stage `Cached`) ÷ its first run
-    (goal <= 0.10).
+on a generated avdigits set with a one-layer text model, sized so that the stages take 20 s or
+more in-process on 2 cores (a representative run, not a toy whose cost is all fixed):
+  - flow / in-process: the retrain flow (tasks, stage records, artifacts, concurrency slot) ÷
+    the same stage functions called one after another in this process (goal <= 1.10), and the
+    fixed cost in seconds (flow - in-process), which does not grow with the data;
+  - warm / cold: the flow again with nothing changed (every stage `Cached`, read back from its
+    outputs) ÷ its first run (goal <= 0.05).
 Imports are warmed before anything is timed. Both pipelines start from empty output and
 feature-cache folders and register under different model names (no champion to re-score).
 The figures move with whatever else runs on the machine: repeat and compare.
@@ -78,8 +80,8 @@ def timed(fn) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--samples", type=int, default=200)
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--samples", type=int, default=900)
+    parser.add_argument("--epochs", type=int, default=6)
     args = parser.parse_args()
 
     import shutil
@@ -138,8 +140,12 @@ def main() -> None:
                 service.drain_all(timeout=30, at_exit=False)
     detail = f"{args.samples} samples, {args.epochs} epochs; in-process {baseline:.1f}s, flow cold {cold:.1f}s, warm {warm:.2f}s"
     print(f"[flow] {detail}", flush=True)
+    if baseline < 20:
+        print(f"[flow] note: the in-process pipeline took {baseline:.1f} s (< 20 s): raise --samples or --epochs",
+              flush=True)
     record("flow", "flow / in-process stages", cold / baseline, "ratio", "<= 1.10", detail)
-    record("flow", "warm rerun / cold run", warm / cold, "ratio", "<= 0.10", detail)
+    record("flow", "fixed cost per run (flow - in-process)", cold - baseline, "s", "", detail)
+    record("flow", "warm rerun / cold run", warm / cold, "ratio", "<= 0.05", detail)
     shutil.rmtree(ROOT, ignore_errors=True)
 
 

@@ -20,7 +20,8 @@ METRICS = ("accuracy", "macro_f1", "shifted.accuracy", "shifted.macro_f1", "with
            "without_image.macro_f1", "without_audio.macro_f1", "roc_auc_ovr_macro", "ece",
            "latency.batch_1.p50_ms", "latency.batch_1.p95_ms", "latency.batch_32.per_sample_p50_ms",
            "latency.model_only.batch_1.p50_ms")
-STAGE_LINE = re.compile(r"\b(validate|preprocess|train|evaluate|register): (reusing the cached result|running)")
+STAGE_LINE = re.compile(r"\b(validate|preprocess|train|evaluate|register): (up to date|running)")
+NOTHING_RAN = "nothing ran"  # `mmops run` found every stage up to date and started no flow
 
 
 def run_pipeline(mmops: str, extra: list[str]) -> tuple[float, str]:
@@ -32,7 +33,9 @@ def run_pipeline(mmops: str, extra: list[str]) -> tuple[float, str]:
         sys.stdout.write(line)
         match = STAGE_LINE.search(line)
         if match:
-            (reused if match.group(2).startswith("reusing") else ran).append(match.group(1))
+            (reused if match.group(2) == "up to date" else ran).append(match.group(1))
+        elif NOTHING_RAN in line:
+            reused = ["every stage (checked before starting Prefect)"]
     if proc.wait() != 0:
         raise SystemExit(f"`mmops run` failed (exit {proc.returncode})")
     seconds = time.perf_counter() - started
@@ -72,6 +75,8 @@ def main(argv: list[str]) -> int:
         runs.append({"run": "unchanged rerun", "seconds": round(seconds, 1), "what": what})
     demo = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
             "runs": runs, "figures": figures(Path.cwd())}
+    if len(runs) == 2:
+        demo["figures"]["unchanged rerun / first run"] = runs[1]["seconds"] / runs[0]["seconds"]
     DEMO.write_text(json.dumps(demo, indent=2) + "\n")
     print(f"written {DEMO}")
     if not args.no_readme:

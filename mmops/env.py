@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 STATE_DIR = Path(".mmops")
+PROJECT_MARKERS = ("params.yaml", "dvc.yaml")
 
 # Telemetry off: the Prefect server's analytics heartbeat, and the Prefect SDK's client-side
 # events (Prefect 3 honours the DO_NOT_TRACK standard: prefect/_internal/analytics/enabled.py).
@@ -36,6 +37,15 @@ def tool_defaults(root: Path | None = None) -> dict[str, str]:
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     }
     return {key: str(value) for key, value in defaults.items()}
+
+
+def project_root() -> Path:
+    """`$MMOPS_PROJECT_ROOT`, else the nearest folder from the working directory up that holds
+    `params.yaml` or `dvc.yaml`, else the working directory."""
+    if os.environ.get("MMOPS_PROJECT_ROOT"):
+        return Path(os.environ["MMOPS_PROJECT_ROOT"]).resolve()
+    cwd = Path.cwd().resolve()
+    return next((d for d in (cwd, *cwd.parents) if any((d / m).is_file() for m in PROJECT_MARKERS)), cwd)
 
 
 def project_tracking_uri(root: Path | None = None) -> str:

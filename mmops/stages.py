@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 
 from mmops.atomic import atomic_write_text
 from mmops.catalog import DEMO_STAMP, Catalog
-from mmops.data.manifest import MANIFESTS
 from mmops.config import AUTO, Params
+from mmops.data.manifest import MANIFESTS
 from mmops.errors import UserError
 
 if TYPE_CHECKING:
-    from mmops.features.auto import Resolved
+    from mmops.config.resolved import Resolved
     from mmops.features.preprocess import Mapper
     from mmops.validate import ValidationReport
 
@@ -78,7 +78,7 @@ def preprocess(params: Params, paths: Catalog, mapper: Mapper | None = None) -> 
 
 def resolved(params: Params, paths: Catalog) -> Params:
     """`params` with every `auto` replaced by what preprocess derived from the data (`resolved.yaml`)."""
-    from mmops.features.auto import Resolved
+    from mmops.config.resolved import Resolved
 
     return Resolved.read(paths.resolved).apply(params) if paths.resolved.exists() else params
 

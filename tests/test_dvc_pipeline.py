@@ -232,6 +232,65 @@ def test_push_then_pull_and_repro_in_a_fresh_clone_then_an_experiment(reproduced
         json.loads((project[0] / PATHS.metrics_json).read_text())["accuracy"]
 
 
+def mmops(project, *args, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`mmops ARGS` in the project; `env` entries set to None are removed from its environment."""
+    path, base = project
+    merged = {k: v for k, v in {**base, **(env or {})}.items() if v is not None}
+    return subprocess.run([str(BIN / "mmops"), *args], cwd=path, env=merged, capture_output=True, text=True, timeout=900)
+
+
+def _versions(project) -> list[str]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=project[1]["MLFLOW_TRACKING_URI"])
+    return sorted(v.version for v in client.search_model_versions("name='mmops-dvc'"))
+
+
+def test_mmops_run_and_dvc_repro_share_one_record(reproduced, prefect_api):
+    """`mmops run` and `dvc repro` alternate with nothing changed: neither runs a stage, no version is
+    registered, and the no-op `mmops run` starts no orchestrator. A params edit reruns the stages it
+    feeds through the flow, which commits them to dvc.lock: `dvc repro` then finds nothing to do."""
+    project, _ = reproduced
+    for args in (["checkout", "--", "."], ["clean", "-fdq", "--", "mmops"]):  # the pipeline as committed
+        assert git(project, *args).returncode == 0
+    restored = dvc(project, "checkout", "--force")  # the outputs dvc.lock records (an experiment ran above)
+    assert restored.returncode == 0, restored.stderr[-3000:]
+    assert json.loads(dvc(project, "status", "--json").stdout) == {}
+    versions = _versions(project)
+    no_server = {"PREFECT_API_URL": None}
+
+    for _ in range(2):
+        run = mmops(project, "run", env=no_server)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        assert "up to date" in run.stderr and "(dvc.lock" in run.stderr and "nothing ran" in run.stderr, run.stderr
+        assert "mmops-dvc v" in run.stdout  # the last result's summary
+        repro = dvc(project, "repro")
+        assert repro.returncode == 0 and "Running stage" not in repro.stdout, repro.stdout[-3000:]
+    assert _versions(project) == versions
+
+    params_file = project[0] / "params.yaml"
+    params = yaml.safe_load(params_file.read_text())
+    params["train"]["epochs"] = 2
+    params_file.write_text(yaml.safe_dump(params))
+    run = mmops(project, "run", env={"PREFECT_API_URL": prefect_api})
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    log = run.stdout + run.stderr
+    assert "train must run: dvc.lock says changed deps: params.yaml: train" in run.stderr, run.stderr[-3000:]
+    for reused in ("demo_data", "validate", "preprocess"):
+        assert f"{reused}: up to date (dvc.lock)" in log, log[-5000:]
+    for ran in ("train", "evaluate", "register"):
+        assert f"{ran}: running (dvc.lock says" in log, log[-5000:]
+    lock = yaml.safe_load((project[0] / "dvc.lock").read_text())["stages"]
+    assert lock["train"]["params"]["params.yaml"]["train"]["epochs"] == 2
+    after = _versions(project)
+    assert len(after) == len(versions) + 1
+    repro = dvc(project, "repro")
+    assert repro.returncode == 0 and "Running stage" not in repro.stdout, repro.stdout[-3000:]
+    run = mmops(project, "run", env=no_server)
+    assert run.returncode == 0 and "nothing ran" in run.stderr, run.stderr[-3000:]
+    assert _versions(project) == after
+
+
 def test_repro_on_the_teams_own_dataset_named_in_params(team_repro):
     """`paths.data` names a dataset unlike the demo (string labels, no audio column): `dvc repro` runs
     every stage on it, `auto` resolves from it, and the demo generator never writes into it."""

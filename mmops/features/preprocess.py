@@ -18,10 +18,11 @@ from rich.progress import Progress
 from mmops.atomic import atomic_path, atomic_write_json
 from mmops.catalog import Catalog
 from mmops.config import FeaturesConfig, ModelConfig
+from mmops.config.resolved import Resolved
 from mmops.data.manifest import SHIFTED, SPLITS, read_manifest
 from mmops.data.splits import assign_splits
 from mmops.errors import UserError
-from mmops.features.auto import Resolved, resolve
+from mmops.features.auto import resolve
 from mmops.features.extract import FeatureExtractor, is_missing, load_media_bytes
 from mmops.features.shards import shard_name, shard_rows, write_index, write_shard
 

@@ -15,14 +15,13 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import os
 import shutil
 from functools import lru_cache
 from pathlib import Path
 
 from mmops.atomic import atomic_path
 from mmops.data.hashing import file_sha256
-from mmops.env import STATE_DIR
+from mmops.env import STATE_DIR, project_root
 from mmops.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -60,18 +59,6 @@ def resolve_pretrained(ref: str) -> str:
             f"pretrained {ref!r}: package {module_name!r} is not installed (pip install {module_name.replace('_', '-')})"
         ) from None
     return str(module.get_model_path())
-
-
-PROJECT_MARKERS = ("params.yaml", "dvc.yaml")
-
-
-def project_root() -> Path:
-    """`$MMOPS_PROJECT_ROOT`, else the nearest folder from the working directory up that holds
-    `params.yaml` or `dvc.yaml`, else the working directory."""
-    if os.environ.get("MMOPS_PROJECT_ROOT"):
-        return Path(os.environ["MMOPS_PROJECT_ROOT"]).resolve()
-    cwd = Path.cwd().resolve()
-    return next((d for d in (cwd, *cwd.parents) if any((d / m).is_file() for m in PROJECT_MARKERS)), cwd)
 
 
 def inside_project(path: Path) -> bool:

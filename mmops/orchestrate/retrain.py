@@ -1,9 +1,9 @@
 """The retrain flow: demo data (if no dataset given) -> validate -> preprocess -> train ->
 evaluate -> register/gate, each a Prefect task around the same stage function the CLI runs.
 
-Every stage is cached on the content hash of its inputs (mmops/orchestrate/cache.py), so a rerun on
-unchanged data and params finds each stage `Cached` and skips to the end; `force=True`
-(`mmops run --force`) reruns everything. Each stage's task run waits for the one before it
+A stage whose last result still stands is not run again (mmops/orchestrate/uptodate.py: dvc.lock
+when the run is the pipeline dvc.yaml declares, content-hash stamps otherwise); its task run is
+`Cached` and its result is read from its outputs. `force=True` (`mmops run --force`) reruns everything. Each stage's task run waits for the one before it
 (`wait_for`), so the Prefect run graph shows validate -> preprocess -> train -> evaluate -> register
 even though the stages pass files, not values. Tasks that write storage or talk to MLflow retry
 with exponential backoff (`orchestration` in params.yaml). One retrain runs at a time
@@ -14,7 +14,6 @@ Run: `mmops run` (or `python -m mmops.orchestrate.retrain`); deployments: mmops/
 
 from __future__ import annotations
 
-import json
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
@@ -25,19 +24,30 @@ from prefect.artifacts import (
     create_markdown_artifact,
     create_table_artifact,
 )
-from prefect.cache_policies import NO_CACHE, CacheKeyFnPolicy
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed
 
 from mmops import stages
-from mmops.catalog import HISTORY_JSON, Catalog
+from mmops.catalog import Catalog
 from mmops.config import Params, RetryPolicy
-from mmops.data.hashing import tree_sha256
+from mmops.config.resolved import Resolved
 from mmops.env import configure_tool_env  # noqa: F401  (sets PREFECT_HOME before prefect loads)
 from mmops.errors import UserError
-from mmops.features.auto import Resolved
 from mmops.flatten import flatten
-from mmops.orchestrate.cache import StageCache
 from mmops.orchestrate.engine import dask_map
 from mmops.orchestrate.notify import on_flow_failure
+from mmops.orchestrate.uptodate import (
+    DEMO_STAGE,
+    DvcStage,
+    Record,
+    demo_in_pipeline,
+    dvc_root,
+    registry_unchanged,
+    run_summary,
+    stage_record,
+    stored_result,
+    with_registry_state,
+)
 from mmops.params_file import load_params
 
 CONCURRENCY_LIMIT = "mmops-retrain"
@@ -148,79 +158,39 @@ def _connection_error(err: BaseException) -> str | None:
 # -- caching ----------------------------------------------------------------------------------
 
 
-def run_cached(tsk, cache: StageCache, force: bool, policy: RetryPolicy | None, *args,
-               fresh: Callable[[], bool] | None = None, after: list | None = None):
-    """Run `tsk(*args)` under `cache`'s key: reuse the result when the stamp is fresh, else rerun.
+@task(name="reuse", cache_policy=NO_CACHE)
+def reuse(stage: str, paths: Catalog, why: str):
+    """A stage whose last result still stands: its outputs are read back, nothing runs (state `Cached`)."""
+    return Completed(name="Cached", message=why, data=stored_result(stage, paths))
 
-    `after`: the states of the upstream stages (recorded by Prefect as this task run's `wait_for`
-    inputs: the edges of the run graph); the task's final state is appended to it."""
+
+def run_cached(tsk, cache: Record, force: bool, policy: RetryPolicy | None, *args,
+               fresh: Callable[[], bool] | None = None, after: list | None = None, paths: Catalog | None = None):
+    """Run `tsk(*args)` unless `cache` says its last result still stands; then reuse that result.
+
+    A reused stage is a task run named like the stage in state `Cached`, whose result is read from
+    its output files (`uptodate.stored_result`): the record is the stamp or dvc.lock, never Prefect's
+    result store. `after`: the states of the upstream stages (recorded by Prefect as this task run's
+    `wait_for` inputs: the edges of the run graph); the task's final state is appended to it."""
     why = "forced" if force else cache.staleness()
     if why is None and fresh is not None and not fresh():
         why = "the recorded registration no longer matches the registry"
-    is_fresh = why is None
-    get_run_logger().info("%s: %s", cache.stage, "reusing the cached result" if is_fresh else f"running ({why})")
-    options: dict[str, Any] = {
-        "cache_policy": CacheKeyFnPolicy(cache_key_fn=lambda *_: cache.key),
-        "persist_result": True,
-        "refresh_cache": not is_fresh,
-    }
-    if policy is not None:
-        options |= retry_options(policy)
-    state = tsk.with_options(**options)(*args, return_state=True, wait_for=list(after or []) or None)
+    record = "dvc.lock" if isinstance(cache, DvcStage) else "stamp"
+    get_run_logger().info("%s: %s", cache.stage, f"up to date ({record}), reusing its outputs" if why is None
+                          else f"running ({why})")
+    wait_for = list(after or []) or None
+    if why is None:
+        state = reuse.with_options(name=tsk.name)(cache.stage, paths, f"up to date ({record})",
+                                                  return_state=True, wait_for=wait_for)
+    else:
+        state = tsk.with_options(**(retry_options(policy) if policy is not None else {}))(
+            *args, return_state=True, wait_for=wait_for)
     if after is not None:
         after[:] = [state]
     result = state.result()  # raises the task's error
-    if state.name != "Cached":
+    if why is not None:
         cache.record()
     return result
-
-
-def _registry_unchanged(paths: Catalog) -> bool:
-    """The recorded registration still stands: its version exists and the champion is the same, or
-    the champion is pinned (a person moved it: registering the same model again would only be held).
-    A registration a pin held stands only while a pin exists (after `mmops release` it runs again)."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    from mmops.registry.tracking import tracking_uri
-
-    try:
-        recorded = json.loads(paths.registry_json.read_text())
-        client = MlflowClient(tracking_uri())
-        version = client.get_model_version(recorded["model_name"], recorded["version"])
-    except (OSError, ValueError, KeyError, MlflowException):
-        return False
-    try:
-        champion = str(client.get_model_version_by_alias(recorded["model_name"], "champion").version)
-    except MlflowException:  # no champion (yet, or any more)
-        champion = None
-    from mmops.registry.promotion import read_pin
-
-    expected = recorded.get("champion_version")
-    if version.run_id != recorded["run_id"]:
-        return False
-    pinned = read_pin(client, recorded["model_name"]) is not None
-    if recorded.get("held") and not pinned:  # held by a pin since released: the gate's pass may now promote
-        return False
-    return champion == (str(expected) if expected else None) or pinned
-
-
-def with_registry_state(result: dict) -> dict:
-    """The registration `result` with the champion and pin as the registry has them now (a cached
-    result was recorded before any later promote, rollback or release)."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    from mmops.registry.promotion import current_version, read_pin
-    from mmops.registry.tracking import tracking_uri
-
-    try:
-        client = MlflowClient(tracking_uri())
-        pin = read_pin(client, result["model_name"])
-        champion = current_version(client, result["model_name"])
-    except MlflowException:
-        return result
-    return result | {"champion_version": champion, "pin": pin.model_dump() if pin else None}
 
 
 # -- artifacts --------------------------------------------------------------------------------
@@ -308,37 +278,27 @@ def retrain(
     params = load_params(params_path, overrides)
     paths = Catalog.from_paths(params.paths, data=data_dir)
     orch = params.orchestration
+    root = dvc_root(params_path, overrides, data_dir, paths)
     with one_retrain_at_a_time(params):
-        if data_dir is None and not stages.holds_user_data(paths.data):  # paths.data may name the team's own data
-            demo_data(params, paths)
-        data_hash = hash_data(paths.data)
         upstream: list = []  # the state of the last stage run: the next one waits for it (run graph edges)
+        if root is not None and demo_in_pipeline(root, paths):
+            run_cached(demo_data, DvcStage(root, DEMO_STAGE), force, None, params, paths, after=upstream, paths=paths)
+        elif data_dir is None and not stages.holds_user_data(paths.data):  # paths.data may name the team's own data
+            demo_data(params, paths)
+        data_hash = hash_data(paths.data) if root is None else None  # dvc.lock hashes the data itself
+
+        def run_stage(name: str, tsk, policy: RetryPolicy | None, **kw):
+            record = stage_record(name, params, paths, root, data_hash)
+            return run_cached(tsk, record, force, policy, params, paths, after=upstream, paths=paths, **kw)
+
         try:
-            run_cached(validate, StageCache("validate", params, paths, {"data": data_hash},
-                                            [paths.validation_json, paths.validation_md]),
-                       force, None, params, paths, after=upstream)
+            run_stage("validate", validate, None)
         finally:
             _publish_validation(paths)
-        run_cached(preprocess, StageCache("preprocess", params, paths, {"data": data_hash}, [paths.features]),
-                   force, orch.storage, params, paths, after=upstream)
-        run_cached(train, StageCache("train", params, paths, {"features": tree_sha256(paths.features)}, [paths.model]),
-                   force, orch.storage, params, paths, after=upstream)
-        metrics = run_cached(
-            evaluate,
-            StageCache("evaluate", params, paths,
-                       {"model": tree_sha256(paths.model), "features": tree_sha256(paths.features)}, [paths.metrics]),
-            force, orch.storage, params, paths, after=upstream,
-        )
-        from mmops.registry.tracking import tracking_uri
-
-        register_cache = StageCache(
-            "register", params, paths,
-            {"model": tree_sha256(paths.model), "metrics": tree_sha256(paths.metrics_json), "data": data_hash},
-            [paths.registry_json, paths.gate_md],
-            extra={"tracking_uri": tracking_uri()},
-        )
-        result = run_cached(register, register_cache, force, orch.mlflow, params, paths,
-                            fresh=lambda: _registry_unchanged(paths), after=upstream)
+        run_stage("preprocess", preprocess, orch.storage)
+        run_stage("train", train, orch.storage)
+        metrics = run_stage("evaluate", evaluate, orch.storage)
+        result = run_stage("register", register, orch.mlflow, fresh=lambda: registry_unchanged(paths))
         result = with_registry_state(result)
         publish_results(paths, metrics, result)
         get_run_logger().info(
@@ -346,9 +306,7 @@ def retrain(
             "promoted to champion" if result["promoted"] else f"not promoted; champion v{result['champion_version']}"
             + (f" (pinned by {result['pin']['actor']}: {result['pin']['reason']})" if result.get("pin") else ""),
         )
-    chosen = Resolved.read(paths.resolved).summary()
-    budget = json.loads((paths.model / HISTORY_JSON).read_text())["summary"].get("budget")
-    return {"metrics": metrics, "registry": result, "resolved": chosen + ([("training", budget)] if budget else [])}
+    return run_summary(paths, metrics, result)
 
 
 if __name__ == "__main__":

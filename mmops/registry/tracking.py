@@ -1,7 +1,7 @@
 """Where MLflow lives: `MLFLOW_TRACKING_URI` when set (a server decides where artifacts go), else
 SQLite in `<project>/.mmops/mlflow.db` with every artifact under `<project>/.mmops/mlartifacts`.
 
-The project is the folder `mmops.models.pretrained.project_root` names (`$MMOPS_PROJECT_ROOT`, else
+The project is the folder `mmops.env.project_root` names (`$MMOPS_PROJECT_ROOT`, else
 the nearest folder up from the working directory with `params.yaml` or `dvc.yaml`), so running
 mmops from a subfolder neither starts a second store nor leaves a `./mlruns` behind.
 
@@ -19,9 +19,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from mmops.env import STATE_DIR
-from mmops.inference.verify import BLOB_DIR, BLOB_EXPERIMENT, BLOB_TAG, blob_run_id
-from mmops.models.pretrained import project_root
+from mmops.env import STATE_DIR, project_root
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +85,8 @@ def setup_mlflow(experiment: str, root: Path | None = None):
 def store_blob(client, path: Path, sha256: str, name: str | None = None) -> str:
     """Store the file `path` (content `sha256`) in the blob store, as `name` (default: its own name),
     unless it is there; returns its run id."""
+    from mmops.inference.verify import BLOB_DIR, BLOB_EXPERIMENT, BLOB_TAG, blob_run_id  # torch: not for tracking_uri()
+
     if run_id := blob_run_id(client, sha256):
         return run_id
     experiment_id = ensure_experiment(client, BLOB_EXPERIMENT)

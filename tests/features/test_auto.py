@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from datagen.unlike_demo import make_dataset
+
 from mmops.config import Params
+from mmops.config.resolved import Resolved
 from mmops.data.manifest import read_manifest
 from mmops.data.splits import assign_splits
-from mmops.features.auto import Resolved, resolve
+from mmops.features.auto import resolve
 from mmops.params_file import load_params
 
 

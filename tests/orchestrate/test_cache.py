@@ -212,7 +212,7 @@ def test_a_recorded_registration_stands_until_the_registry_moves(make_params, tm
     import mlflow
     from mlflow import MlflowClient
 
-    from mmops.orchestrate.retrain import _registry_unchanged
+    from mmops.orchestrate.uptodate import registry_unchanged
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
@@ -227,12 +227,12 @@ def test_a_recorded_registration_stands_until_the_registry_moves(make_params, tm
     params.paths.reports.mkdir(parents=True, exist_ok=True)
     paths = Catalog.from_paths(params.paths)
     paths.registry_json.write_text(json.dumps(recorded))
-    assert _registry_unchanged(paths)  # not promoted, and still no champion
+    assert registry_unchanged(paths)  # not promoted, and still no champion
 
     client.set_registered_model_alias("cache-check", "champion", version)
-    assert not _registry_unchanged(paths)  # someone promoted it since
+    assert not registry_unchanged(paths)  # someone promoted it since
     paths.registry_json.write_text(json.dumps(recorded | {"champion_version": str(version)}))
-    assert _registry_unchanged(paths)
+    assert registry_unchanged(paths)
 
     client.delete_model_version("cache-check", version)
-    assert not _registry_unchanged(paths)
+    assert not registry_unchanged(paths)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from mmops.catalog import Catalog
-from mmops.orchestrate.retrain import _registry_unchanged, with_registry_state
+from mmops.orchestrate.uptodate import registry_unchanged, with_registry_state
 from mmops.registry.promotion import PIN_TAG, Pin
 
 
@@ -29,14 +29,14 @@ def test_a_pin_keeps_the_recorded_registration_standing(make_params, tmp_path, m
     paths.registry_json.write_text(json.dumps(recorded))
 
     client.set_registered_model_alias("pin-check", "champion", v1)  # rolled back by a person...
-    assert not _registry_unchanged(paths)  # ...without a pin: the stage runs again
+    assert not registry_unchanged(paths)  # ...without a pin: the stage runs again
     pin = Pin(version=str(v1), actor="erin@ops", time="2026-11-30T14:55:22.123+00:00", reason="r", seq=3)
     client.set_registered_model_tag("pin-check", PIN_TAG, pin.model_dump_json())
-    assert _registry_unchanged(paths)  # with one: nothing to register, the pin holds anyway
+    assert registry_unchanged(paths)  # with one: nothing to register, the pin holds anyway
     view = with_registry_state(recorded | {"promoted": True})
     assert view["champion_version"] == str(v1) and view["pin"]["actor"] == "erin@ops"
 
     paths.registry_json.write_text(json.dumps(recorded | {"champion_version": str(v1), "held": True}))
-    assert _registry_unchanged(paths)
+    assert registry_unchanged(paths)
     client.delete_registered_model_tag("pin-check", PIN_TAG)  # released
-    assert not _registry_unchanged(paths)
+    assert not registry_unchanged(paths)

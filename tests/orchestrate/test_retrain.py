@@ -91,6 +91,38 @@ def test_champion_predicts_raw_inputs(first_run, small_dataset, monkeypatch):
     assert not no_audio[classes].equals(by_path[classes])
 
 
+def test_an_unchanged_rerun_is_decided_before_prefect_starts(first_run, env, small_dataset, tiny_text_model,
+                                                            monkeypatch):
+    """A run DVC cannot describe (overrides, a temp data folder) keeps stamps: they say up to date, an
+    edited param names the first stage to run, and `mmops run` with nothing changed prints the last
+    result without starting a flow or registering anything."""
+    from typer.testing import CliRunner
+
+    from mmops.catalog import Catalog
+    from mmops.cli import app
+    from mmops.orchestrate.uptodate import check
+    from mmops.params_file import load_params
+    from pipeline_overrides import overrides_for
+
+    overrides = overrides_for(env / "run1", tiny_text_model, **{"registry.model_name": NAME})
+    params = load_params(None, overrides)
+    paths = Catalog.from_paths(params.paths, data=small_dataset)
+    found = check(params, paths, None, overrides, small_dataset)
+    assert found.record == "stamps" and found.up_to_date, found.stale
+    edited = [*overrides, "train.lr=0.002"]
+    found = check(load_params(None, edited), paths, None, edited, small_dataset)
+    assert list(found.stale) == ["train"] and found.stale["train"] == "its inputs, params or code changed"
+
+    versions = {v.version for v in MlflowClient().search_model_versions(f"name='{NAME}'")}
+    monkeypatch.chdir(env)  # no params.yaml here: defaults plus the overrides, as the first run had
+    args = ["run", "--data", str(small_dataset)] + [a for o in overrides for a in ("--set", o)]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0, out.output
+    assert "up to date: every stage's last result still stands (stamps" in out.output and "nothing ran" in out.output
+    assert f"{NAME} v1" in out.output
+    assert {v.version for v in MlflowClient().search_model_versions(f"name='{NAME}'")} == versions
+
+
 def test_worse_model_leaves_champion(first_run, env, small_dataset, tiny_text_model):
     from mmops.orchestrate.retrain import retrain
     from pipeline_overrides import overrides_for

@@ -10,7 +10,7 @@ import pytest
 from mlflow import MlflowClient
 
 from mmops.cli import print_summary
-from mmops.orchestrate.retrain import _registry_unchanged
+from mmops.orchestrate.uptodate import registry_unchanged
 from mmops.registry.promotion import (
     CHAMPION,
     current_version,
@@ -53,7 +53,7 @@ def test_a_rollback_holds_until_release(setup, capsys, monkeypatch):
 
     rollback(client, NAME, "v2 misroutes digits")
     assert current_version(client, NAME) == "1" and read_pin(client, NAME).version == "1"
-    assert _registry_unchanged(catalog)  # the flow skips the register stage: the pin holds anyway
+    assert registry_unchanged(catalog)  # the flow skips the register stage: the pin holds anyway
 
     runs, moves = _runs(), len(read_history(client, NAME))
     again = register(params, catalog)  # what `mmops run --force` / `mmops register` would do
@@ -68,7 +68,7 @@ def test_a_rollback_holds_until_release(setup, capsys, monkeypatch):
     assert "would promote, but pinned" in out and "pinned to v1 by erin@ops" in out and "reused v2" in out
 
     release(client, NAME, "fixed upstream")
-    assert not _registry_unchanged(catalog)  # no pin, and the champion moved: the stage runs again
+    assert not registry_unchanged(catalog)  # no pin, and the champion moved: the stage runs again
     resumed = register(params, catalog)
     assert resumed["version"] == "2" and resumed["promoted"] and resumed["pin"] is None
     assert current_version(client, NAME) == "2" and _versions(client) == {"1", "2"}
