@@ -453,6 +453,15 @@ def print_summary(registry: dict, metrics: dict | None, resolved: list[tuple[str
             ("accuracy drop", "accuracy_drop", "{:+.4f}"), ("size", "size_ratio", "x{:.2f}"),
             ("latency", "latency_ratio", "x{:.2f}")) if quant.get(key) is not None]
         table.add_row("int8 variant", f"{where} ({', '.join(numbers)})" if numbers else where)
+    onnx = registry.get("onnx")
+    if onnx:
+        where = f"registered as v{onnx['version']}" if onnx["version"] else "not registered"
+        numbers = [f"{label} {fmt.format(onnx[key])}" for label, key, fmt in (
+            ("max |Δp|", "max_abs_diff_probs", "{:.1e}"), ("size", "size_ratio", "x{:.2f}"),
+            ("latency", "latency_ratio", "x{:.2f}")) if onnx.get(key) is not None]
+        if onnx.get("error"):
+            numbers.append(f"export failed: {onnx['error'][:120]}")
+        table.add_row("onnx variant", f"{where} ({', '.join(numbers)})" if numbers else where)
     table.add_row("MLflow store", registry["tracking_uri"])
     out = Console()
     out.print(table)

@@ -30,6 +30,9 @@ def serve_command(
     port: Annotated[int, typer.Option(help="TCP port")] = 8080,
     model_name: Annotated[Optional[str], typer.Option(help="registered model (default: registry.model_name)")] = None,
     alias: Annotated[str, typer.Option(help="registry alias to serve and watch")] = "champion",
+    backend: Annotated[
+        str, typer.Option(help="torch: the model as registered; onnx: its ONNX variant, run by ONNX Runtime")
+    ] = "torch",
     poll_interval: Annotated[Optional[float], typer.Option(help="seconds between champion checks; 0 = off [10]")] = None,
     max_batch_size: Annotated[Optional[int], typer.Option(help="rows per model call [32]")] = None,
     max_wait_ms: Annotated[Optional[float], typer.Option(help="how long a batch waits for more requests [5]")] = None,
@@ -57,13 +60,14 @@ def serve_command(
     from mmops.env import configure_tool_env
     from mmops.serve.app import serve
     from mmops.serve.auth import InsecureConfig, check_bind, check_tls
-    from mmops.serve.reloader import RegistrySource
+    from mmops.serve.reloader import NoOnnxVariant, RegistrySource
     from mmops.serve.settings import ServeSettings
 
     configure_tool_env()
     try:
         settings = ServeSettings.from_env(
-            model_name=model_name or _default_model_name(params), alias=alias, poll_interval_s=poll_interval,
+            model_name=model_name or _default_model_name(params), alias=alias, backend=backend,
+            poll_interval_s=poll_interval,
             max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_body_bytes=max_body_bytes,
         )
     except ValidationError as err:
@@ -74,14 +78,17 @@ def serve_command(
         check_tls(certfile, keyfile)
     except InsecureConfig as err:
         _fail(str(err), 2)
-    source = RegistrySource(settings.model_name, settings.alias)
+    source = RegistrySource(settings.model_name, settings.alias, backend=settings.backend)
     try:
         version = source.current_version()
+        variant = f", ONNX variant v{source.onnx_version(version)}" if settings.backend == "onnx" else ""
     except MlflowException as err:
         _fail(f"cannot resolve models:/{settings.model_name}@{settings.alias} in {source.tracking_uri}: "
               f"{str(err).splitlines()[0]}")
+    except NoOnnxVariant as err:
+        _fail(str(err))
     scheme = "https" if certfile else "http"
-    console.print(f"serving models:/{settings.model_name}@{settings.alias} (v{version}) on {scheme}://{host}:{port}"
+    console.print(f"serving models:/{settings.model_name}@{settings.alias} (v{version}{variant}) on {scheme}://{host}:{port}"
                   + ("" if settings.token else " without a token"))
     serve(settings, host=host, port=port, log_level=log_level, access_log=access_log, source=source,
           ssl_certfile=certfile, ssl_keyfile=keyfile)

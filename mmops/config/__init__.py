@@ -328,6 +328,17 @@ class QuantizeConfig(Strict):
     )
 
 
+class OnnxConfig(Strict):
+    """An ONNX Runtime variant of the whole model (text encoder included), registered only when its
+    outputs equal the PyTorch model's on the test split (mmops/compress/onnx_export.py)."""
+
+    enabled: bool = False
+    max_abs_diff: float = Field(
+        1e-4, gt=0, le=1, description="largest |p_onnx - p_torch| of any class probability on the test split"
+    )
+    opset: int = Field(17, ge=14, le=21, description="ONNX opset of the export (14+: scaled dot-product attention)")
+
+
 class RetryPolicy(Strict):
     """Retries with exponential backoff (waits delay, delay*backoff, ...) and a per-attempt timeout."""
 
@@ -385,6 +396,7 @@ class Params(Strict):
     registry: RegistryConfig = RegistryConfig()
     gate: GateConfig = GateConfig()
     quantize: QuantizeConfig = QuantizeConfig()
+    onnx: OnnxConfig = OnnxConfig()
     orchestration: OrchestrationConfig = OrchestrationConfig()
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)

@@ -26,6 +26,7 @@ from mmops.inference.model_dir import (
     LoadedModel,
     load_model_dir,
 )
+from mmops.inference.onnx_model import OnnxModel, is_onnx_dir, load_onnx_dir
 from mmops.inference.verify import load_registered, resolve_models_uri
 from mmops.models.classifier import with_frozen_embeddings
 
@@ -66,6 +67,14 @@ def split_logits(
     return {drop: torch.cat(parts) for drop, parts in out.items()}
 
 
+def model_logits(loaded: LoadedModel, batch: dict, batch_size: int) -> torch.Tensor:
+    """The model call on a featurized batch: the PyTorch forward, or the ONNX Runtime session of an
+    ONNX variant (`mmops.inference.onnx_model`); everything before and after it is shared."""
+    if isinstance(loaded.model, OnnxModel):
+        return loaded.model.logits(batch, batch_size)
+    return predict_logits(loaded.model, batch, torch.device("cpu"), batch_size)
+
+
 def predict_frame(loaded: LoadedModel, frame: pd.DataFrame, batch_size: int = 64) -> pd.DataFrame:
     """Raw rows -> labels and probabilities, through the training preprocessing.
 
@@ -78,7 +87,7 @@ def predict_frame(loaded: LoadedModel, frame: pd.DataFrame, batch_size: int = 64
             frame[column] = None
     frame["text"] = frame["text"].map(lambda t: "" if t is None or (isinstance(t, float) and t != t) else t)
     batch = featurize_frame(frame, loaded.extractor, base_dir=None)
-    probs = torch.softmax(predict_logits(loaded.model, batch, torch.device("cpu"), batch_size), dim=1)
+    probs = torch.softmax(model_logits(loaded, batch, batch_size), dim=1)
     out = pd.DataFrame(probs.numpy(), columns=loaded.classes)
     out.insert(0, "label", [loaded.classes[i] for i in probs.argmax(1).tolist()])
     return out
@@ -108,11 +117,13 @@ def warm_up(loaded: LoadedModel) -> None:
 
 
 def load_model_uri(uri: str, dst_path: Path | None = None) -> LoadedModel:
-    """A local model folder (fp32 or int8), or a registered `models:/` URI verified against the
+    """A local model folder (fp32, int8 or ONNX), or a registered `models:/` URI verified against the
     digests recorded at registration (`mmops.inference.verify`); downloads go to `dst_path`."""
     local = Path(uri)
     if (local / CHECKPOINT).is_file() or (local / INT8_CHECKPOINT).is_file():
         return load_model_dir(local)
+    if is_onnx_dir(local):
+        return load_onnx_dir(local)
     import tempfile
 
     from mlflow import MlflowClient

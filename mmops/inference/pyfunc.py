@@ -22,6 +22,7 @@ import pandas as pd
 from mmops.data.manifest import MEDIA_COLUMNS
 from mmops.errors import UserError
 from mmops.inference.model_dir import load_model_dir
+from mmops.inference.onnx_model import is_onnx_dir, load_onnx_dir
 from mmops.inference.predict import predict_frame
 from mmops.inference.verify import MODEL_DIR_ARTIFACT, fetch_base_weights, verify_model_dir
 
@@ -52,11 +53,14 @@ def media_cell(value, row: int, column: str, root: Path | None):
 
 
 class MultimodalPyfunc(mlflow.pyfunc.PythonModel):
-    """Loads the model folder logged as the `model_dir` artifact (fp32 or int8), verified first."""
+    """Loads the model folder logged as the `model_dir` artifact (fp32, int8 or ONNX), verified first."""
 
     def load_context(self, context) -> None:
         model_dir = Path(context.artifacts[MODEL_DIR_ARTIFACT])
         verify_model_dir(model_dir, dict(context.model_config or {}), "the pyfunc's model_dir")
+        if is_onnx_dir(model_dir):  # the ONNX variant: ONNX Runtime runs the model call
+            self.loaded = load_onnx_dir(model_dir)
+            return
         # frozen pretrained weights referenced by sha256: local cache or training path, else the
         # blob store of the registry MLFLOW_TRACKING_URI names (a clear error when it has none)
         fetch_base_weights(model_dir)

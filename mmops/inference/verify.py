@@ -9,7 +9,8 @@ Registration records, on the model version itself (in the same call that creates
 
 `load_registered` downloads the version's MLmodel file, finds the model folder through it (read
 as YAML data, never executed), downloads only that folder, verifies it and loads it with `load_model_dir`
-(tensors only, `weights_only=True`). A folder that references frozen pretrained weights by sha256
+(tensors only, `weights_only=True`), or an ONNX variant folder with `load_onnx_dir` (model.onnx
+checked against its own recorded sha256 too, before ONNX Runtime reads it). A folder that references frozen pretrained weights by sha256
 (`base_weights.json`, covered by the hash like every file) gets them from the local blob cache,
 the path they were trained from, or else the registry's blob store (one run per digest in the
 experiment `mmops-blobs`, written once per content hash at registration); a fetched blob is hashed
@@ -32,6 +33,7 @@ import yaml
 from mmops.data.hashing import digests_sha256, file_sha256, tree_digests
 from mmops.errors import UserError
 from mmops.inference.model_dir import LoadedModel, load_model_dir, read_base_weights
+from mmops.inference.onnx_model import is_onnx_dir, load_onnx_dir
 from mmops.models.pretrained import BaseWeightsMissing, blob_cache_file, find_base_weights
 
 MODEL_HASH_TAG = "lineage.model_hash"
@@ -138,6 +140,8 @@ def load_registered(name: str, version: str, dst: Path, client=None) -> LoadedMo
     relative = registered_model_dir(mlmodel.read_text())
     model_dir = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{location}/{relative}", dst_path=str(dst)))
     verify_model_dir(model_dir, tags, f"{name} v{version}")
+    if is_onnx_dir(model_dir):  # its model.onnx is covered by the folder hash, and checked again on load
+        return load_onnx_dir(model_dir)
     fetch_base_weights(model_dir, client)
     return load_model_dir(model_dir)
 

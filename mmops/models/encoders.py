@@ -34,6 +34,35 @@ SHA256_HELP = (
 )
 
 
+def adaptive_avg_pool2d(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """`nn.functional.adaptive_avg_pool2d`; while exporting to ONNX, the same bins as two constant
+    averaging matrices (the ONNX exporter only takes output sizes that divide the input's)."""
+    if not torch.onnx.is_in_onnx_export():
+        return nn.functional.adaptive_avg_pool2d(x, size)
+    for dim, out in ((-2, size[0]), (-1, size[1])):
+        n, out = int(x.shape[dim]), int(out)  # Python ints: the bins are constants of the graph
+        if out == n:
+            continue
+        rows = []
+        for i in range(out):  # torch's bins: [floor(i n / out), ceil((i + 1) n / out))
+            lo, hi = (i * n) // out, -((-(i + 1) * n) // out)
+            rows.append([1.0 / (hi - lo) if lo <= j < hi else 0.0 for j in range(n)])
+        bins = torch.tensor(rows, dtype=x.dtype)  # a constant of the graph (built in Python, not traced)
+        x = torch.matmul(bins, x) if dim == -2 else torch.matmul(x, bins.T)
+    return x
+
+
+class AdaptiveAvgPool(nn.Module):
+    """`nn.AdaptiveAvgPool2d(size)` that also exports to ONNX for any input size (no state)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = (size, size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return adaptive_avg_pool2d(x, self.size)
+
+
 def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of `hidden` (B, T, D) over the steps where `mask` (B, T) is set; (B, D)."""
     weights = mask.unsqueeze(-1).to(hidden.dtype)
@@ -104,16 +133,19 @@ class HFTextEncoder(HFBackboneEncoder):
     def embed(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor | dict[str, torch.Tensor]:
         """The backbone part: pooled (B, D), or for attention pooling the token states (B, T, D) and mask."""
         longest = max(int(inputs["attention_mask"].sum(1).max()), 1)  # drop all-padding columns
-        mask = inputs["attention_mask"][:, :longest]
-        hidden = self.last_hidden_state(input_ids=inputs["input_ids"][:, :longest], attention_mask=mask)
+        out = self.embed_tokens(inputs["input_ids"][:, :longest], inputs["attention_mask"][:, :longest])
+        if self.attention is None:
+            return out
+        width = inputs["attention_mask"].shape[1]  # back to the full width, so batches concatenate
+        return {"states": torch.nn.functional.pad(out["states"], (0, 0, 0, width - longest)),
+                "mask": torch.nn.functional.pad(out["mask"], (0, width - longest))}
+
+    def embed_tokens(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
+        """`embed` on token columns already trimmed: no shape depends on the data (ONNX export traces it)."""
+        hidden = self.last_hidden_state(input_ids=input_ids, attention_mask=mask)
         if self.attention is None:
             return hidden[:, 0] if self.cfg.pooling == "cls" else masked_mean(hidden, mask)
-        width = inputs["attention_mask"].shape[1]  # back to the full width, so batches concatenate
-        states = torch.nn.functional.pad(hidden, (0, 0, 0, width - longest))
-        return {
-            "states": states.half() if self.frozen else states,
-            "mask": torch.nn.functional.pad(mask, (0, width - longest)),
-        }
+        return {"states": hidden.half() if self.frozen else hidden, "mask": mask}
 
     def pool(self, embedded: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
         """The trainable part on `embed`'s output (identity unless attention pooling)."""
@@ -152,7 +184,7 @@ class ConvStackEncoder(nn.Module):
         super().__init__()
         self.net = nn.Sequential(
             *_conv_blocks(cfg.channels, cfg.stem_stride, in_channels),
-            nn.AdaptiveAvgPool2d(cfg.pool), nn.Flatten(), nn.Dropout(cfg.dropout),
+            AdaptiveAvgPool(cfg.pool), nn.Flatten(), nn.Dropout(cfg.dropout),
         )
         self.out_dim = cfg.channels[-1] * cfg.pool * cfg.pool
 
@@ -206,9 +238,9 @@ class MelCNNAudioEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.net(self.normalise(x))  # (B, C, F', T')
         if self.cfg.time_pool == "grid":
-            h = nn.functional.adaptive_avg_pool2d(h, self.cfg.pool)
+            h = adaptive_avg_pool2d(h, (self.cfg.pool, self.cfg.pool))
         else:
-            h = nn.functional.adaptive_avg_pool2d(h, (self.cfg.pool, h.shape[-1])).amax(-1)
+            h = adaptive_avg_pool2d(h, (self.cfg.pool, h.shape[-1])).amax(-1)
         return self.dropout(h.flatten(1))
 
 

@@ -67,6 +67,28 @@ def pooled_windows(
     return summed / real.sum(1, keepdim=True).to(encoded.dtype)
 
 
+def pooled_windows_static(
+    encode: Callable[[torch.Tensor], torch.Tensor], mel: torch.Tensor, frames: torch.Tensor, width: int
+) -> torch.Tensor:
+    """`pooled_windows` with shapes fixed by the clip's length alone (for ONNX export): every sample
+    encodes the most windows any clip of this length has; the ones past its signal weigh nothing."""
+    total = int(mel.shape[-1])  # the stored clip length: a constant of the graph, in Python ints
+    hop = max(width // 2, 1)
+    most = 1 + (max(total - width, 0) + hop - 1) // hop  # windows of a clip whose signal fills it
+    last_start = (frames.clamp(max=total) - width).clamp(min=0)
+    count = 1 + torch.div(last_start + hop - 1, hop, rounding_mode="floor")
+    k = torch.arange(most, device=mel.device)
+    starts = torch.minimum(k[None] * hop, last_start[:, None])  # (B, K)
+    real = (k[None] < count[:, None]).to(mel.dtype)  # (B, K)
+    steps = starts[:, :, None] + torch.arange(width, device=mel.device)  # (B, K, width)
+    flat = mel.flatten(1, 2)  # (B, M, F): one channel
+    index = steps[:, :, None, :].expand(-1, -1, flat.shape[1], -1)  # (B, K, M, width)
+    windows = torch.gather(flat[:, None].expand(-1, most, -1, -1), 3, index)
+    encoded = encode(windows.reshape(-1, 1, int(flat.shape[1]), width))  # (B * K, D)
+    encoded = encoded.reshape(-1, most, encoded.shape[-1])
+    return (encoded * real[:, :, None]).sum(1) / real.sum(1, keepdim=True)
+
+
 def encode_clip(encode: Callable[[torch.Tensor], torch.Tensor], clip: dict, width: int, training: bool) -> torch.Tensor:
     """A log-mel clip through `encode` window by window: a random window in training, all windows pooled otherwise."""
     mel, frames = clip["mel"], clip["frames"]
@@ -74,4 +96,6 @@ def encode_clip(encode: Callable[[torch.Tensor], torch.Tensor], clip: dict, widt
         return encode(mel)
     if training:
         return encode(random_windows(mel, frames, width))
+    if torch.onnx.is_in_onnx_export():
+        return pooled_windows_static(encode, mel, frames, width)
     return pooled_windows(encode, mel, frames, width)

@@ -5,7 +5,7 @@ A version is kept when any of these holds (the first that applies is printed as 
 - it is one of the newest N fp32 versions (`--keep N`; int8 variants follow their source);
 - an alias points at it (`champion`, `challenger`, `champion-int8`, ...);
 - `mmops rollback` without `--to` could go back to it (the champion history's undo stack);
-- it is the int8 variant or the fp32 source of a kept version.
+- it is the int8 or ONNX variant or the fp32 source of a kept version.
 A blob is kept while any version of any registered model in the registry references it (read from
 the version's `base_weights.json`); when one cannot be read, no blob is deleted.
 """
@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlparse
 
 from mmops.catalog import BASE_WEIGHTS
 from mmops.inference.verify import BLOB_EXPERIMENT, BLOB_TAG, MODEL_FILES_TAG, registered_model_dir
-from mmops.registry.promotion import CHAMPION, INT8_VERSION_TAG, read_history
+from mmops.registry.promotion import CHAMPION, INT8_VERSION_TAG, ONNX_VERSION_TAG, read_history
 
 VARIANT_OF_TAG = "mmops.variant_of"
 
@@ -106,7 +106,8 @@ def kept_versions(client, name: str, keep: int) -> dict[str, str]:
         changed = False
         for v in list(why):
             tags = versions[v].tags
-            for other, reason in ((tags.get(INT8_VERSION_TAG), f"int8 of v{v}"), (tags.get(VARIANT_OF_TAG), f"source of v{v}")):
+            for other, reason in ((tags.get(INT8_VERSION_TAG), f"int8 of v{v}"), (tags.get(ONNX_VERSION_TAG), f"onnx of v{v}"),
+                                  (tags.get(VARIANT_OF_TAG), f"source of v{v}")):
                 if other in versions and other not in why:
                     why[other] = reason
                     changed = True

@@ -45,7 +45,7 @@ def params_hash(params: dict) -> str:
 
 SERVING_PACKAGES = [
     "torch", "torchaudio", "transformers", "mlflow", "pandas", "numpy", "scikit-learn",
-    "soundfile", "pillow", "pydantic", "pyyaml", "rich", "matplotlib",
+    "soundfile", "pillow", "pydantic", "pyyaml", "rich", "matplotlib", "onnxruntime", "onnx",
 ]
 
 

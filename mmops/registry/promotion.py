@@ -45,6 +45,7 @@ CHAMPION, CHALLENGER = "champion", "challenger"
 CHAMPION_INT8, CHALLENGER_INT8 = "champion_int8", "challenger_int8"
 HISTORY_PREFIX = "mmops.history."
 INT8_VERSION_TAG = "quantize.int8_version"  # on an fp32 version: the version of its int8 variant
+ONNX_VERSION_TAG = "onnx.onnx_version"  # on an fp32 version: the version of its ONNX variant (`serve --backend onnx`)
 log = logging.getLogger(__name__)
 ANY_CHAMPION = "*"  # `expected` value that skips the compare (the move still happens under the lock)
 MAX_TAG_CHARS = 5000  # registered-model tag values are VARCHAR(5000) in MLflow's SQL stores

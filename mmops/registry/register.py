@@ -1,4 +1,4 @@
-"""Stage `register`: log the run, register the pyfunc as `challenger`, gate, quantise, maybe promote.
+"""Stage `register`: log the run, register the pyfunc as `challenger`, gate, quantise, export to ONNX, maybe promote.
 
 `register` reads as its list of steps; each step is a function below it, in the order it runs.
 Promotion is compare-and-set (mmops/registry/promotion.py): the champion is re-read under a lock
@@ -22,6 +22,7 @@ from mlflow import MlflowClient
 import mmops
 from mmops.atomic import atomic_write_json, atomic_write_text
 from mmops.catalog import GATE_MD, HISTORY_JSON, Catalog
+from mmops.compress.onnx_export import OnnxReport, export_and_compare
 from mmops.compress.quantize import QuantizeReport, quantize_and_compare
 from mmops.config import Params
 from mmops.data.hashing import dataset_hash, tree_sha256
@@ -50,6 +51,7 @@ from mmops.registry.promotion import (
     CHALLENGER,
     CHAMPION,
     INT8_VERSION_TAG,
+    ONNX_VERSION_TAG,
     VARIANT_TAG,
     MoveResult,
     compare_and_set,
@@ -100,9 +102,11 @@ def register(params: Params, paths: Catalog) -> dict:
         decision = gate(champion)
         if existing is None:
             quant, int8_version = register_int8_variant(params, paths, client, name, version, lineage)
-            extra = quant.markdown(int8_version) if quant else ""
+            onnx, onnx_version = register_onnx_variant(params, paths, client, name, version, lineage)
+            extra = "\n".join(r.markdown(v) for r, v in ((quant, int8_version), (onnx, onnx_version)) if r)
         else:
             quant, int8_version = None, existing.tags.get(INT8_VERSION_TAG)
+            onnx, onnx_version = None, existing.tags.get(ONNX_VERSION_TAG)
             extra = (f"Reused v{version}: it holds the same model content (`{MODEL_HASH_TAG}`); "
                      "no new version was registered, the gate ran again against the current champion.")
         tag_version(client, name, version, decision, lineage if existing is None else {})  # before the move
@@ -120,6 +124,8 @@ def register(params: Params, paths: Catalog) -> dict:
         "decision": moved.decision.model_dump(), "lineage": lineage,
         "quantized": (quant.model_dump() | {"version": int8_version}) if quant
         else recorded_quantization(client.get_model_version(name, version).tags) if existing is not None else None,
+        "onnx": (onnx.model_dump() | {"version": onnx_version}) if onnx
+        else recorded_onnx(client.get_model_version(name, version).tags) if existing is not None else None,
         "tracking_uri": mlflow.get_tracking_uri(),
     }
     write_report(paths, result, report)
@@ -157,6 +163,22 @@ def recorded_quantization(tags: dict[str, str]) -> dict | None:
 
     return {"accepted": tags["quantize.decision"] == "registered", "version": tags.get(INT8_VERSION_TAG),
             "accuracy_drop": number("accuracy_drop"), "max_accuracy_drop": number("max_accuracy_drop"),
+            "size_ratio": number("size_ratio"), "latency_ratio": number("latency_ratio"), "reused": True}
+
+
+def recorded_onnx(tags: dict[str, str]) -> dict | None:
+    """The ONNX comparison a version's `onnx.*` tags recorded (a reused version: not run again)."""
+    if "onnx.decision" not in tags:
+        return None
+
+    def number(key: str) -> float | None:
+        try:
+            return float(tags[f"onnx.{key}"])
+        except (KeyError, ValueError):
+            return None
+
+    return {"accepted": tags["onnx.decision"] == "registered", "version": tags.get(ONNX_VERSION_TAG),
+            "max_abs_diff_probs": number("max_abs_diff_probs"), "max_abs_diff": number("max_abs_diff"),
             "size_ratio": number("size_ratio"), "latency_ratio": number("latency_ratio"), "reused": True}
 
 
@@ -311,6 +333,43 @@ def register_int8_variant(params: Params, paths: Catalog, client: MlflowClient, 
         for target in [version] + ([int8_version] if int8_version else []):
             client.set_model_version_tag(name, target, f"quantize.{key}", str(value))
     return report, int8_version
+
+
+def register_onnx_variant(params: Params, paths: Catalog, client: MlflowClient, name: str, version: str,
+                          lineage: dict) -> tuple[OnnxReport | None, str | None]:
+    """Export the whole model to ONNX, compare it with PyTorch on the test split; register it as a
+    variant (`mmops.variant=onnx`, found through the fp32 version's `onnx.onnx_version`) when every
+    probability is within `onnx.max_abs_diff`. Returns (the comparison, the ONNX version); (None,
+    None) when `onnx.enabled` is off."""
+    if not params.onnx.enabled:
+        return None, None
+    with tempfile.TemporaryDirectory(prefix="mmops-onnx-") as tmp:
+        onnx_dir = Path(tmp) / "model_onnx"
+        report = export_and_compare(paths.model, paths.features, params.onnx, onnx_dir)
+        mlflow.log_metrics({f"onnx_{k}": float(v) for k, v in report.model_dump().items()
+                            if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        mlflow.log_text(report.markdown(), "gate/onnx.md")
+        onnx_version = None
+        if report.accepted:
+            onnx_tags = {f"lineage.{k}": v for k, v in lineage.items() if k != "model_hash"} | {
+                "lineage.source_model_hash": lineage["model_hash"],
+                VARIANT_TAG: "onnx",
+                "mmops.variant_of": version,
+            }
+            onnx_version = log_pyfunc(client, onnx_dir, name, "model_onnx", onnx_tags)
+            client.set_model_version_tag(name, version, ONNX_VERSION_TAG, onnx_version)
+    summary = {"decision": "registered" if report.accepted else "rejected", "max_abs_diff": report.max_abs_diff}
+    if report.exported:
+        summary |= {"max_abs_diff_probs": f"{report.max_abs_diff_probs:.3g}",
+                    "max_abs_diff_logits": f"{report.max_abs_diff_logits:.3g}",
+                    "size_ratio": round(report.size_ratio, 4), "latency_ratio": round(report.latency_ratio, 4),
+                    f"latency_batch{report.latency_batch}_ratio": round(report.latency_batch_ratio, 4)}
+    else:
+        summary["error"] = (report.error or "")[:4000]
+    for key, value in summary.items():
+        for target in [version] + ([onnx_version] if onnx_version else []):
+            client.set_model_version_tag(name, target, f"onnx.{key}", str(value))
+    return report, onnx_version
 
 
 def tag_version(client: MlflowClient, name: str, version: str, decision: GateDecision, lineage: dict,

@@ -88,7 +88,7 @@ def create_app(settings: ServeSettings | None = None, source: ModelSource | None
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         set_threads()
-        src = source or RegistrySource(settings.model_name, settings.alias)
+        src = source or RegistrySource(settings.model_name, settings.alias, backend=settings.backend)
         version = await run_in_threadpool(src.current_version)
         served = await run_in_threadpool(load_and_warm, src, version)
         holder = ModelHolder(served)
@@ -142,6 +142,7 @@ def create_app(settings: ServeSettings | None = None, source: ModelSource | None
             "version": served.version,
             "alias": served.alias,
             "uri": served.uri,
+            "backend": served.backend,
             "classes": served.classes,
             "modalities": served.modalities,
             "input": input_contract(served),

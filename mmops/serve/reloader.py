@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
+from mmops.errors import UserError
 from mmops.inference.model_dir import LoadedModel, load_model_dir
 from mmops.inference.predict import load_model_uri, warm_up
+from mmops.registry.promotion import ONNX_VERSION_TAG
 
 log = logging.getLogger("mmops.serve")
 
@@ -33,6 +35,7 @@ class ServedModel:
     uri: str
     loaded: LoadedModel
     workdir: Path | None = field(default=None, compare=False)  # downloaded artifacts, removed on retire
+    backend: str = "torch"  # or "onnx": `uri` names the version's ONNX variant, run by ONNX Runtime
 
     @property
     def classes(self) -> list[str]:
@@ -54,15 +57,23 @@ class ModelSource(Protocol):
     def load(self, version: str) -> ServedModel: ...
 
 
-class RegistrySource:
-    """`models:/<name>@<alias>` in the MLflow registry (MLFLOW_TRACKING_URI or the project store)."""
+class NoOnnxVariant(UserError, LookupError):
+    """`--backend onnx` for a version that has no registered ONNX variant."""
 
-    def __init__(self, name: str, alias: str = "champion", tracking_uri: str | None = None) -> None:
+
+class RegistrySource:
+    """`models:/<name>@<alias>` in the MLflow registry (MLFLOW_TRACKING_URI or the project store).
+
+    With `backend="onnx"` the alias still decides the version; what is loaded is that version's
+    ONNX variant (`onnx.onnx_version`), verified like any version, and a version without one is refused."""
+
+    def __init__(self, name: str, alias: str = "champion", tracking_uri: str | None = None,
+                 backend: str = "torch") -> None:
         import mlflow
 
         from mmops.registry.tracking import tracking_uri as default_uri
 
-        self.name, self.alias = name, alias
+        self.name, self.alias, self.backend = name, alias, backend
         self.tracking_uri = tracking_uri or default_uri()
         mlflow.set_tracking_uri(self.tracking_uri)
         self.client = mlflow.MlflowClient(tracking_uri=self.tracking_uri)
@@ -70,16 +81,29 @@ class RegistrySource:
     def current_version(self) -> str:
         return str(self.client.get_model_version_by_alias(self.name, self.alias).version)
 
+    def onnx_version(self, version: str) -> str:
+        """The version of `version`'s ONNX variant; NoOnnxVariant (saying why) when it has none."""
+        tags = self.client.get_model_version(self.name, version).tags
+        onnx = tags.get(ONNX_VERSION_TAG)
+        if onnx:
+            return str(onnx)
+        why = {"rejected": f"its export did not match PyTorch ({tags.get('onnx.error') or 'max |Δp| ' + tags.get('onnx.max_abs_diff_probs', '?')})"}
+        reason = why.get(tags.get("onnx.decision", ""), "it was registered with `onnx.enabled: false`")
+        raise NoOnnxVariant(
+            f"models:/{self.name}/{version} ({self.alias}) has no ONNX variant: {reason}. Register it with "
+            "`--set onnx.enabled=true` (params.yaml `onnx:`), or serve it with --backend torch"
+        )
+
     def load(self, version: str) -> ServedModel:
         # Load the exact version the alias resolved to: the alias may move again meanwhile.
-        uri = f"models:/{self.name}/{version}"
+        uri = f"models:/{self.name}/{self.onnx_version(version) if self.backend == 'onnx' else version}"
         workdir = Path(tempfile.mkdtemp(prefix=f"mmops-serve-{self.name}-v{version}-"))
         try:
             loaded = load_model_uri(uri, workdir)
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
-        return ServedModel(self.name, version, self.alias, uri, loaded, workdir)
+        return ServedModel(self.name, version, self.alias, uri, loaded, workdir, self.backend)
 
 
 class LocalDirSource:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -18,6 +18,9 @@ class ServeSettings(BaseModel):
 
     model_name: str = Field("mmops-classifier", min_length=1)
     alias: str = Field("champion", min_length=1)
+    backend: Literal["torch", "onnx"] = Field(
+        "torch", description="torch: the registered model; onnx: its ONNX variant through ONNX Runtime"
+    )
     max_body_bytes: int = Field(8 * 1024 * 1024, gt=0, description="request body cap (413 above)")
     max_instances: int = Field(64, gt=0, description="instances per request (413 above)")
     max_batch_size: int = Field(SERVE_MAX_BATCH_SIZE, gt=0, description="rows per model call")
