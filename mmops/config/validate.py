@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import os
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -54,6 +55,31 @@ FILE_RULES: dict[str, Severity] = {
 DEFAULT_SEVERITY: dict[str, Severity] = {**TABLE_RULES, **FILE_RULES}
 RULES: tuple[str, ...] = MANIFEST_RULES + tuple(DEFAULT_SEVERITY)
 
+# `workers: auto` adds a checking process per this many media files; fewer files are checked in the
+# caller alone. A spawned worker needs about 1-2 s of CPU to start (interpreter, numpy, PIL, pandas,
+# pydantic): as long as checking 1,000-1,500 photo-sized files (224 px JPEG + 1-5 s WAV, about 1.1 ms
+# each) takes in-process. The caller checks while workers start, so with fewer files a worker would
+# join too late to take any. `bench/bench_validate.py --crossover` measures 1 vs 2 workers on 50..6,000 files.
+AUTO_FILES_PER_WORKER = 1_000
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one, not the machine's count)."""
+    if hasattr(os, "process_cpu_count"):  # Python 3.13+
+        return os.process_cpu_count() or 1
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
+def load_average() -> float:
+    """Runnable processes over the last minute (0 where the OS does not say)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return 0.0
+
+
 IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")
 AUDIO_FORMATS = ("WAV", "FLAC", "OGG", "MP3")
 
@@ -90,7 +116,12 @@ class ValidateConfig(BaseModel):
     audio_max_sample_rate: int = Field(48_000, ge=1)
     audio_min_duration_s: float = Field(0.05, ge=0)
     audio_max_duration_s: float = Field(30.0, gt=0)
-    workers: int = Field(4, ge=1, le=256, description="threads for the file checks (decode is mostly GIL-bound)")
+    workers: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = Field(
+        "auto",
+        description="processes that run the file checks, this one included (1: only this one); auto: one more "
+        f"per {AUTO_FILES_PER_WORKER} media files, at most the usable CPUs, and at most 1 + the CPUs idle by the "
+        "1-minute load average (a busy machine gains nothing from more processes)",
+    )
     max_ids: int = Field(10, ge=1, description="sample ids listed per failed rule")
     pii_columns: list[str] | None = Field(
         None,
@@ -139,6 +170,17 @@ class ValidateConfig(BaseModel):
             if getattr(self, lo) > getattr(self, hi):
                 raise ValueError(f"{lo} ({getattr(self, lo)}) must not exceed {hi} ({getattr(self, hi)})")
         return self
+
+    def resolved_workers(self, n_files: int) -> int:
+        """How many processes check `n_files` media files: `workers`, or for auto 1 (this process alone)
+        below AUTO_FILES_PER_WORKER files and one more per AUTO_FILES_PER_WORKER, capped by the usable
+        CPUs and by 1 + the CPUs left idle by the load (as `make -l` does): where other work already
+        keeps the cores busy, a worker only adds its start-up."""
+        if self.workers != "auto":
+            return int(self.workers)
+        cpus = usable_cpus()
+        idle = round(max(0.0, cpus - load_average()))
+        return max(1, min(cpus, 1 + n_files // AUTO_FILES_PER_WORKER, 1 + idle))
 
     def severity_of(self, rule: str) -> Severity:
         """The severity of a rule; manifest rules are always errors."""

@@ -85,6 +85,7 @@ def validate_dataset(
     stats, digests = check_files(data_dir, df, ids, cfg, findings)
     timings["files"] = time.perf_counter() - t
     report.n_files, report.n_bytes = stats["files"], stats["bytes"]
+    report.file_workers, report.files_in_workers = stats["workers"], stats["in_workers"]
 
     t = time.perf_counter()
     report.data_hash = dataset_hash(data_dir, known_digests=digests, df=df)

@@ -2,6 +2,11 @@
 
 Bounds that a header shows (image size, audio rate, channels, duration) are checked before
 anything is decoded, so a small hostile file is refused fast and in little memory.
+
+Decoding small files is GIL-bound (threads made it slower), so `workers` > 1 runs the per-file
+checks in spawned worker processes beside this one (mmops.validate.parallel), in batches of
+paths; each worker reads and decodes its files itself and sends back only digests and problems.
+Results are put back in manifest order, so the report is the same whoever checked which file.
 """
 
 from __future__ import annotations
@@ -10,8 +15,8 @@ import hashlib
 import io
 import math
 import os
+import re
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +26,7 @@ import pandas as pd
 from mmops.config.validate import AUDIO_FORMATS, IMAGE_FORMATS, ValidateConfig
 from mmops.data.hashing import InsideResolver
 from mmops.data.manifest import ALL_SPLITS, MEDIA_COLUMNS
+from mmops.validate.parallel import ordered_map
 from mmops.validate.report import Findings
 
 PATH_RULES = ("path_inside_dataset", "file_exists", "media_type_matches")
@@ -28,6 +34,7 @@ IMAGE_RULES = ("image_decodes", "image_size", "image_mode")
 AUDIO_RULES = ("audio_decodes", "audio_not_empty", "audio_finite", "audio_duration", "audio_sample_rate")
 MAX_AUDIO_CHANNELS = 8  # as mmops.features.audio decodes (a layer below it, so not imported)
 BLOCK_FRAMES = 65_536  # frames decoded (all channels) at a time
+BATCH_FILES = (4, 32)  # files per batch: enough to amortise a round trip to a worker, few enough to balance
 
 
 def sniff(head: bytes) -> str | None:
@@ -53,6 +60,16 @@ def sniff(head: bytes) -> str | None:
     if head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
         return "MP3"
     return None
+
+
+_ADDRESS = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>")  # e.g. <_io.BytesIO object at 0x7f...>: differs run to run
+
+
+def _reason(err: BaseException) -> str:
+    """'Type: message' on one line, without object addresses, so a report is the same from run to run
+    and from process to process."""
+    text = getattr(err, "error_string", None) or str(err)  # libsndfile's own words, without the file's repr
+    return f"{type(err).__name__}: {' '.join(_ADDRESS.sub('', text).split())}"
 
 
 @dataclass
@@ -85,7 +102,7 @@ def check_image(data: bytes, cfg: ValidateConfig) -> list[tuple[str, str]]:
     except Image.DecompressionBombError as err:
         return [("image_size", f"too many pixels: {err}")]
     except Exception as err:
-        return [("image_decodes", f"does not decode: {type(err).__name__}: {err}")]
+        return [("image_decodes", f"does not decode: {_reason(err)}")]
 
 
 def wav_shortfall(data: bytes) -> str | None:
@@ -126,7 +143,7 @@ def check_audio(data: bytes, cfg: ValidateConfig) -> list[tuple[str, str]]:
                 n += len(block)
                 bad += int(block.size - np.count_nonzero(np.isfinite(block)))
     except Exception as err:
-        return [("audio_decodes", f"does not decode: {type(err).__name__}: {' '.join(str(err).split())}")]
+        return [("audio_decodes", f"does not decode: {_reason(err)}")]
     problems = []
     short = wav_shortfall(data)
     if short is None and 0 <= frames < 2**62 and n < min(frames, limit):
@@ -190,22 +207,54 @@ def check_file(path: Path, cell: str, column: str, cfg: ValidateConfig) -> FileR
     return res
 
 
+Job = tuple[str, str, str]  # (resolved path, manifest cell, column)
+_worker_cfg: ValidateConfig | None = None  # set in each worker process by _init_worker
+
+
+def _init_worker(cfg: ValidateConfig) -> None:
+    global _worker_cfg
+    _worker_cfg = cfg
+
+
+def check_batch(jobs: list[Job], cfg: ValidateConfig | None = None) -> list[FileResult]:
+    """check_file over a batch of jobs (in a worker: with the config its initializer received)."""
+    cfg = cfg or _worker_cfg
+    assert cfg is not None, "check_batch in a worker needs _init_worker first"
+    return [check_file(Path(path), cell, column, cfg) for path, cell, column in jobs]
+
+
+def check_jobs(jobs: list[Job], cfg: ValidateConfig, workers: int, caller_helps: bool = True
+               ) -> tuple[list[FileResult], int, str | None]:
+    """check_file over every job, in job order, on `workers` processes (this one included).
+
+    Returns the results, how many files a worker process checked, and a note if workers failed.
+    """
+    size = max(BATCH_FILES[0], min(BATCH_FILES[1], math.ceil(len(jobs) / (max(workers, 1) * 8))))
+    batches = [jobs[i : i + size] for i in range(0, len(jobs), size)]
+    out = ordered_map(check_batch, batches, workers, initializer=_init_worker, initargs=(cfg,),
+                      local=lambda batch: check_batch(batch, cfg), caller_helps=caller_helps)
+    results = [res for part in out.results for res in part]
+    in_workers = sum(len(b) for b, w in zip(batches, out.in_worker) if w)
+    return results, in_workers, out.note
+
+
 def check_files(
     data_dir: Path, df: pd.DataFrame, ids: list[str], cfg: ValidateConfig, findings: Findings,
     workers: int | None = None,
 ) -> tuple[dict[str, int], dict[Path, str]]:
-    """All file rules over the manifest's media cells, `workers` threads at once.
+    """All file rules over the manifest's media cells, on `workers` processes (default: cfg.workers,
+    `auto` resolved from the number of files).
 
-    Returns counts (files, bytes) and the sha256 of every file read (resolved path -> digest).
+    Returns counts (files, bytes, workers, files checked in worker processes) and the sha256 of
+    every file read (resolved path -> digest).
     """
     resolve = InsideResolver(data_dir)
-    workers = workers or cfg.workers
     jobs: dict[tuple[Path, str], list[int]] = {}
     cells: dict[tuple[Path, str], str] = {}
     media = [c for c in MEDIA_COLUMNS if c in df.columns]
     if not media:
         findings.skip(PATH_RULES + IMAGE_RULES + AUDIO_RULES + ("split_leakage",), "no image or audio column")
-        return {"files": 0, "bytes": 0}, {}
+        return {"files": 0, "bytes": 0, "workers": 1, "in_workers": 0}, {}
     findings.ran(*PATH_RULES)
     findings.ran(*(IMAGE_RULES if "image" in media else ()), *(AUDIO_RULES if "audio" in media else ()))
     if "image" not in media:
@@ -232,17 +281,10 @@ def check_files(
             cells.setdefault(key, cell)
 
     keys = list(jobs)
-
-    def run(batch: list[tuple[Path, str]]) -> list[FileResult]:
-        return [check_file(key[0], cells[key], key[1], cfg) for key in batch]
-
-    if workers <= 1 or len(keys) < 2:
-        results = run(keys)
-    else:  # a few batches per thread: little queueing overhead, still balanced
-        size = max(1, min(256, len(keys) // (workers * 4)))
-        batches = [keys[i : i + size] for i in range(0, len(keys), size)]
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mmops-validate") as pool:
-            results = [res for part in pool.map(run, batches) for res in part]
+    workers = workers or cfg.resolved_workers(len(keys))
+    results, in_workers, note = check_jobs([(str(p), cells[(p, c)], c) for p, c in keys], cfg, workers)
+    if note:
+        findings.notes.append(f"file checks: {note}")
 
     digests: dict[Path, str] = {}
     by_content: dict[tuple[str, str], list[int]] = defaultdict(list)
@@ -258,7 +300,7 @@ def check_files(
             by_content[(col, res.digest)].extend(jobs[key])
 
     _check_leakage(df, ids, by_content, findings)
-    return {"files": len(keys), "bytes": n_bytes}, digests
+    return {"files": len(keys), "bytes": n_bytes, "workers": workers, "in_workers": in_workers}, digests
 
 
 def _check_leakage(df: pd.DataFrame, ids: list[str], by_content: dict[tuple[str, str], list[int]],

@@ -39,6 +39,9 @@ class ValidationReport(BaseModel):
     n_rows: int = 0
     n_files: int = 0
     n_bytes: int = 0
+    file_workers: int = Field(0, description="processes that ran the file checks, this one included "
+                                             "(validate.workers, auto resolved from the number of files)")
+    files_in_workers: int = Field(0, description="files checked in worker processes rather than this one")
     rows_per_split: dict[str, int] = Field(default_factory=dict)
     rows_per_label: dict[str, int] = Field(default_factory=dict)
     modality_counts: dict[str, int] = Field(default_factory=dict)
@@ -194,7 +197,9 @@ def to_markdown(report: ValidationReport) -> str:
         f"- dataset: `{report.data_dir}`",
         f"- manifest: `{report.manifest or '-'}`",
         f"- data hash: `{report.data_hash or '-'}`",
-        f"- rows: {report.n_rows}, media files: {report.n_files} ({report.n_bytes:,} bytes)",
+        f"- rows: {report.n_rows}, media files: {report.n_files} ({report.n_bytes:,} bytes"
+        + (f"; checked by {report.file_workers} process{'es' if report.file_workers != 1 else ''}, "
+           f"{report.files_in_workers} files in workers" if report.n_files else "") + ")",
         f"- errors: {len(report.errors)}, warnings: {len(report.warnings)}",
     ]
     if report.rows_per_split:
