@@ -6,11 +6,13 @@ Run it with `mmops train` (one process, CPU or one GPU) or
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
 import random
 import time
+from concurrent.futures import Future
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -18,7 +20,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from rich.console import Console
-from sklearn.metrics import accuracy_score, f1_score
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -32,6 +33,7 @@ from mmops.inference.model_dir import export_audio_backbone, export_text_backbon
 from mmops.inference.predict import split_logits
 from mmops.models import MultimodalClassifier
 from mmops.models.augment import augment_batch, augmented_modalities
+from mmops.train.background import ReadAhead, WriteBehind
 from mmops.train.budget import BUDGET_KEYS, resolve_budget
 from mmops.train.distributed import DistInfo, barrier, cleanup, init_distributed, pick_device
 
@@ -65,6 +67,18 @@ def set_rng_states(states: dict) -> None:
     random.setstate(states["python"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def cloned(state):
+    """`state` (nested dicts, lists and tuples of tensors and plain values, as state dicts are)
+    with every tensor cloned: a snapshot that the next optimizer steps leave as it is."""
+    if isinstance(state, torch.Tensor):
+        return state.clone()
+    if isinstance(state, dict):
+        return {k: cloned(v) for k, v in state.items()}
+    if type(state) in (list, tuple):
+        return type(state)(cloned(v) for v in state)
+    return state
 
 
 def lr_lambda(steps_per_epoch: int, epochs: int, warmup_epochs: int, schedule: str):
@@ -119,17 +133,33 @@ class EpochPlan(Sampler):
         return len(self.batches)
 
 
-def planned_loader(split: SplitView, world: int, rank: int, workers: int, pin_memory: bool) -> tuple[DataLoader, EpochPlan]:
+def planned_loader(
+    split: SplitView, world: int, rank: int, workers: int, pin_memory: bool
+) -> tuple[DataLoader | ReadAhead, EpochPlan]:
     """A loader of `PlannedBatches` driven by an `EpochPlan`. Workers start once per training run
     (persistent) from a fresh forkserver: forking the trainer itself, whose other threads may hold
-    locks, is not safe."""
+    locks, is not safe. Without workers, on CPU, the next batch is read on a helper thread while
+    this one trains (`ReadAhead`: the same batches in the same order); with pinned memory (CUDA)
+    the loader stays on the training thread, whose device the pinning belongs to."""
     plan = EpochPlan()
     loader = DataLoader(
         PlannedBatches(split, world, rank), sampler=plan, batch_size=None, num_workers=workers,
         pin_memory=pin_memory, persistent_workers=workers > 0,
         multiprocessing_context="forkserver" if workers > 0 else None,
     )
-    return loader, plan
+    return (ReadAhead(loader) if workers == 0 and not pin_memory else loader), plan
+
+
+def accuracy_and_macro_f1(labels: torch.Tensor, preds: torch.Tensor) -> tuple[float, float]:
+    """Accuracy, and macro-F1 over the classes that occur in `labels` or `preds`: the values of
+    scikit-learn's `accuracy_score` and `f1_score(average="macro", zero_division=0)` (the same
+    float64 operations), from per-class counts, without their input checks (every epoch)."""
+    y, p = labels.long().cpu().numpy(), preds.long().cpu().numpy()
+    k = int(max(y.max(initial=0), p.max(initial=0))) + 1
+    true, pred, hits = np.bincount(y, minlength=k), np.bincount(p, minlength=k), np.bincount(y[y == p], minlength=k)
+    seen = (true + pred) > 0
+    f1 = 2.0 * hits[seen].astype(np.float64) / (true[seen].astype(np.float64) + pred[seen].astype(np.float64))
+    return float(np.mean(y == p)), float(np.nanmean(f1))
 
 
 class TrainRecipe:
@@ -142,6 +172,8 @@ class TrainRecipe:
         self.resume = resume
         self.history: list[dict] = []
         self.start_epoch, self.best_f1, self.best_epoch, self.stale, self.stopped = 1, -1.0, -1, 0, False
+        self.writer = WriteBehind()  # checkpoint files are written behind the training thread, in order
+        self._lean_known: tuple | None = None  # what `_lean` found the last time it compared
 
     # -- setup -----------------------------------------------------------------------------
     def setup(self) -> None:
@@ -233,6 +265,7 @@ class TrainRecipe:
                 break
             started = time.perf_counter()
             train_loss = self._train_one_epoch(epoch)
+            trained = self.snapshot()  # copied behind the loop while validation runs (neither writes to it)
             val = self.evaluate_split(self.val_set)
             row = {"epoch": epoch, "train_loss": train_loss, **{f"val_{k}": v for k, v in val.items()}}
             row["lr"] = self.scheduler.get_last_lr()[0]
@@ -245,14 +278,14 @@ class TrainRecipe:
                 )
             if val["macro_f1"] > self.best_f1:
                 self.best_f1, self.best_epoch, self.stale = val["macro_f1"], epoch, 0
-                self.save_checkpoint(epoch, val)
+                self.save_checkpoint(epoch, val, trained)
             else:
                 self.stale += 1
                 if self.stale >= self.cfg.patience and epoch >= self.cfg.min_epochs:
                     if self.dist.is_main:
                         console.print(f"early stop: no val improvement for {self.stale} epochs")
                     self.stopped = True
-            self.save_last(epoch)
+            self.save_last(epoch, trained)
         return {
             "best_epoch": self.best_epoch,
             "best_val_macro_f1": self.best_f1,
@@ -303,28 +336,39 @@ class TrainRecipe:
     def evaluate_split(self, data: SplitView, drop: frozenset[str] = frozenset()) -> dict:
         logits = split_logits(self.model, data, self.device, self.cfg.batch_size, (drop,), self._autocast)[drop]
         labels = data.column("labels")
-        preds = logits.argmax(1)
-        return {
-            "loss": F.cross_entropy(logits, labels).item(),
-            "accuracy": float(accuracy_score(labels, preds)),
-            "macro_f1": float(f1_score(labels, preds, average="macro", zero_division=0)),
-        }
+        accuracy, macro_f1 = accuracy_and_macro_f1(labels, logits.argmax(1))
+        return {"loss": F.cross_entropy(logits, labels).item(), "accuracy": accuracy, "macro_f1": macro_f1}
 
     # -- save ------------------------------------------------------------------------------
-    def save_checkpoint(self, epoch: int, val: dict) -> None:
+    # `self.writer` does the saving behind the training thread, in order: `snapshot` copies the
+    # state an epoch's steps left while validation runs; each save hands the writer a file to
+    # serialise, fsync and rename from that copy while the next epoch trains. `finish` waits for
+    # the last one.
+    def snapshot(self) -> Future | None:
+        """The model, optimizer and scheduler state after this epoch's steps, being cloned on the
+        writer thread (None on ranks that save nothing); `save_last` waits for it."""
+        return self.writer.submit(self._clone_trained) if self.dist.is_main else None
+
+    def _clone_trained(self) -> dict:
+        model = self.model.state_dict()  # a fresh dict (it keeps the `_metadata` loading reads)
+        for key in model.keys() - self.frozen:
+            model[key] = model[key].clone()  # frozen parameters are never written to: shared
+        return {"model": model, "optimizer": cloned(self.optimizer.state_dict()),
+                "scheduler": cloned(self.scheduler.state_dict())}
+
+    def save_checkpoint(self, epoch: int, val: dict, trained: Future) -> None:
+        """The best model so far: `checkpoint.pt` in the model folder (what gets registered)."""
         if not self.dist.is_main:
             return
+        meta = {"params": self.params.dump(), "classes": self.params.classes, "epoch": epoch, "val": val}
+        self.writer.submit(self._write_checkpoint, trained, meta)
+
+    def _write_checkpoint(self, trained: Future, meta: dict) -> None:
         self.paths.model.mkdir(parents=True, exist_ok=True)
         # frozen pretrained tensors identical to their source file are referenced by sha256
         # (`base_weights.json`), not stored: one copy per content hash instead of one per version
-        state_dict, bases = lean_checkpoint(self.model, self.model.state_dict())
-        state = {
-            "state_dict": state_dict,
-            "params": self.params.dump(),
-            "classes": self.params.classes,
-            "epoch": epoch,
-            "val": val,
-        }
+        state_dict, bases = self._lean(copy.copy(trained.result()["model"]))
+        state = {"state_dict": state_dict, **meta}
         if bases:  # the reference first: a kill in between leaves a full checkpoint beside it (still loads)
             write_base_weights(self.paths.model, bases)
         with atomic_path(self.paths.model / CHECKPOINT) as tmp:
@@ -332,18 +376,32 @@ class TrainRecipe:
         if not bases:
             write_base_weights(self.paths.model, bases)  # removes a stale reference
 
-    def save_last(self, epoch: int) -> None:
+    def _lean(self, state_dict: dict) -> tuple[dict, dict]:
+        """`lean_checkpoint(model, state_dict)`, reading the pretrained files once per run: while
+        every frozen parameter is the one compared last time and unwritten since (same storage,
+        same version counter, which every in-place write moves), the same keys are left out with
+        the same references. Only frozen parameters are tracked so: if anything else was left out
+        (a buffer, cloned into each snapshot), every save compares again."""
+        frozen = {k: (state_dict[k].data_ptr(), state_dict[k]._version) for k in sorted(self.frozen & state_dict.keys())}
+        if self._lean_known is not None and self._lean_known[0] == frozen:
+            _, dropped, bases = self._lean_known
+            for key in dropped:
+                del state_dict[key]  # the snapshot is ours: its order and `_metadata` stay as lean_checkpoint keeps them
+            return state_dict, bases
+        lean, bases = lean_checkpoint(self.model, state_dict)
+        dropped = [k for k in state_dict if k not in lean]
+        self._lean_known = (frozen, dropped, bases) if set(dropped) <= self.frozen else None
+        return lean, bases
+
+    def save_last(self, epoch: int, trained: Future) -> None:
         """The resume state (`last.pt`): the full training state after `epoch`, for `resume`.
 
         It lives beside the model folder (`Catalog.resume_state`), never in it: the model folder
         is what gets registered, and the optimizer moments are no part of a served model."""
         if not self.dist.is_main:
             return
-        self.paths.resume_state.parent.mkdir(parents=True, exist_ok=True)
-        state = {
-            "state_dict": {k: v for k, v in self.model.state_dict().items() if k not in self.frozen},
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+        trained.result()  # copied: the next epoch may change the weights and moments
+        loop = {
             "scaler": self.scaler.state_dict(),
             "rng": rng_states(),
             "epoch": epoch,
@@ -351,13 +409,27 @@ class TrainRecipe:
             "best_epoch": self.best_epoch,
             "stale": self.stale,
             "stopped": self.stopped,
-            "history": self.history,
+            "history": list(self.history),
             "fingerprint": self.fingerprint,
         }
+        self.writer.submit(self._write_last, trained, loop)
+
+    def _write_last(self, trained: Future, loop: dict) -> None:
+        state = trained.result()
+        state = {
+            "state_dict": {k: v for k, v in state["model"].items() if k not in self.frozen},
+            "optimizer": state["optimizer"],
+            "scheduler": state["scheduler"],
+            **loop,
+        }
+        self.paths.resume_state.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.paths.resume_state) as tmp:
             torch.save(state, tmp)
 
     def finish(self, summary: dict) -> None:
+        self.writer.close()  # every checkpoint and resume state is on disk before the history says the run ended
+        if isinstance(self.loader, ReadAhead):
+            self.loader.close()
         if self.dist.is_main:
             export_text_backbone(self.model, self.params, self.paths.model)
             export_audio_backbone(self.model, self.paths.model)
