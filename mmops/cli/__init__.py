@@ -446,22 +446,14 @@ def print_summary(registry: dict, metrics: dict | None, resolved: list[tuple[str
         table.add_row("pin", f"champion pinned to v{pin['version']} by {pin['actor']} at "
                       f"{pin['time'].replace('T', ' ')[:19]}: {pin['reason']}; `mmops release` resumes "
                       "automatic promotion")
-    quant = registry.get("quantized")
-    if quant:
-        where = f"registered as v{quant['version']}" if quant["version"] else "not registered"
-        numbers = [f"{label} {fmt.format(quant[key])}" for label, key, fmt in (
-            ("accuracy drop", "accuracy_drop", "{:+.4f}"), ("size", "size_ratio", "x{:.2f}"),
-            ("latency", "latency_ratio", "x{:.2f}")) if quant.get(key) is not None]
-        table.add_row("int8 variant", f"{where} ({', '.join(numbers)})" if numbers else where)
-    onnx = registry.get("onnx")
-    if onnx:
-        where = f"registered as v{onnx['version']}" if onnx["version"] else "not registered"
-        numbers = [f"{label} {fmt.format(onnx[key])}" for label, key, fmt in (
-            ("max |Δp|", "max_abs_diff_probs", "{:.1e}"), ("size", "size_ratio", "x{:.2f}"),
-            ("latency", "latency_ratio", "x{:.2f}")) if onnx.get(key) is not None]
-        if onnx.get("error"):
-            numbers.append(f"export failed: {onnx['error'][:120]}")
-        table.add_row("onnx variant", f"{where} ({', '.join(numbers)})" if numbers else where)
+    for label, key, shown in (
+        ("int8 variant", "quantized", (("accuracy drop", "accuracy_drop", "{:+.4f}"), ("size", "size_ratio", "x{:.2f}"),
+                                       ("latency", "latency_ratio", "x{:.2f}"))),
+        ("onnx variant", "onnx", (("max |Δp|", "max_abs_diff_probs", "{:.1e}"), ("size", "size_ratio", "x{:.2f}"),
+                                  ("latency", "latency_ratio", "x{:.2f}"))),
+    ):
+        if registry.get(key):
+            table.add_row(label, _variant(registry[key], shown))
     table.add_row("MLflow store", registry["tracking_uri"])
     out = Console()
     out.print(table)
@@ -469,6 +461,15 @@ def print_summary(registry: dict, metrics: dict | None, resolved: list[tuple[str
     out.print("Open the MLflow UI: mmops ui mlflow", soft_wrap=True)
     out.print(f"  or: mlflow ui --backend-store-uri {uri} --port 5000", soft_wrap=True)
     out.print("  then http://127.0.0.1:5000", soft_wrap=True)
+
+
+def _variant(variant: dict, shown: tuple[tuple[str, str, str], ...]) -> str:
+    """A compressed or exported variant in one line: registered or not, and its measured ratios."""
+    where = f"registered as v{variant['version']}" if variant["version"] else "not registered"
+    numbers = [f"{label} {fmt.format(variant[key])}" for label, key, fmt in shown if variant.get(key) is not None]
+    if variant.get("error"):
+        numbers.append(f"export failed: {variant['error'][:120]}")
+    return f"{where} ({', '.join(numbers)})" if numbers else where
 
 
 def _verdict(registry: dict) -> str:

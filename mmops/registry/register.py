@@ -150,36 +150,30 @@ def registered_version(client: MlflowClient, name: str, model_dir: Path):
     return min(candidates, key=lambda v: int(v.version)) if candidates else None
 
 
-def recorded_quantization(tags: dict[str, str]) -> dict | None:
-    """The int8 comparison a version's `quantize.*` tags recorded (a reused version: not run again)."""
-    if "quantize.decision" not in tags:
+def _recorded(tags: dict[str, str], prefix: str, version_tag: str, numbers: tuple[str, ...]) -> dict | None:
+    """A variant comparison as a version's `<prefix>.*` tags recorded (a reused version: not run again)."""
+    if f"{prefix}.decision" not in tags:
         return None
 
     def number(key: str) -> float | None:
         try:
-            return float(tags[f"quantize.{key}"])
+            return float(tags[f"{prefix}.{key}"])
         except (KeyError, ValueError):
             return None
 
-    return {"accepted": tags["quantize.decision"] == "registered", "version": tags.get(INT8_VERSION_TAG),
-            "accuracy_drop": number("accuracy_drop"), "max_accuracy_drop": number("max_accuracy_drop"),
-            "size_ratio": number("size_ratio"), "latency_ratio": number("latency_ratio"), "reused": True}
+    return {"accepted": tags[f"{prefix}.decision"] == "registered", "version": tags.get(version_tag),
+            **{key: number(key) for key in numbers}, "reused": True}
+
+
+def recorded_quantization(tags: dict[str, str]) -> dict | None:
+    """The int8 comparison a version's `quantize.*` tags recorded."""
+    return _recorded(tags, "quantize", INT8_VERSION_TAG,
+                     ("accuracy_drop", "max_accuracy_drop", "size_ratio", "latency_ratio"))
 
 
 def recorded_onnx(tags: dict[str, str]) -> dict | None:
-    """The ONNX comparison a version's `onnx.*` tags recorded (a reused version: not run again)."""
-    if "onnx.decision" not in tags:
-        return None
-
-    def number(key: str) -> float | None:
-        try:
-            return float(tags[f"onnx.{key}"])
-        except (KeyError, ValueError):
-            return None
-
-    return {"accepted": tags["onnx.decision"] == "registered", "version": tags.get(ONNX_VERSION_TAG),
-            "max_abs_diff_probs": number("max_abs_diff_probs"), "max_abs_diff": number("max_abs_diff"),
-            "size_ratio": number("size_ratio"), "latency_ratio": number("latency_ratio"), "reused": True}
+    """The ONNX comparison a version's `onnx.*` tags recorded."""
+    return _recorded(tags, "onnx", ONNX_VERSION_TAG, ("max_abs_diff_probs", "max_abs_diff", "size_ratio", "latency_ratio"))
 
 
 def check_inputs(params: Params, paths: Catalog) -> tuple[dict, dict, dict]:
