@@ -266,11 +266,13 @@ class InMemorySplit:
         self.data = {k: v for k, v in data.items() if k != "sample_ids"}
         self.n = len(self.data["labels"])
         self._index = index
+        self.reads = 0  # batches served: proves the in-memory epochs read from here
 
     def __len__(self) -> int:
         return self.n
 
     def rows(self, idx):
+        self.reads += 1
         return self._index(self.data, idx)
 
 
@@ -283,7 +285,7 @@ def compare(work: Path, steps: int, pairs: int, out: Path) -> None:
     from mmops.catalog import Catalog
     from mmops.params_file import load_params
     from mmops.stages import resolved
-    from mmops.train.recipe import TrainRecipe
+    from mmops.train.recipe import TrainRecipe, planned_loader
 
     os.chdir(work)
     params = load_params(work / "params.yaml")
@@ -299,8 +301,13 @@ def compare(work: Path, steps: int, pairs: int, out: Path) -> None:
     load_s = time.perf_counter() - started
     mb = sum(t.numel() * t.element_size() for t in _tensors(memory.data)) / 2**20
 
+    # the trainer builds its loader once, over the shard stream; the in-memory side gets its own,
+    # built the same way (workers 0: a read-ahead thread), so each epoch reads from its own source
+    loaders = {id(stream): (recipe.loader, recipe.plan), id(memory): planned_loader(memory, 1, 0, 0, False)}
+
     def epoch(source, number: int) -> float:
         recipe.train_set = source
+        recipe.loader, recipe.plan = loaders[id(source)]
         start = time.perf_counter()
         recipe._train_one_epoch(number)
         return rows / (time.perf_counter() - start)
@@ -313,6 +320,8 @@ def compare(work: Path, steps: int, pairs: int, out: Path) -> None:
         first, second = (("stream", stream), ("memory", memory)) if i % 2 == 0 else (("memory", memory), ("stream", stream))
         for name, source in (first, second):
             result[name].append(epoch(source, i + 1))
+    planned = len(recipe._global_batches(1))
+    assert memory.reads == planned * (pairs + 1), (memory.reads, planned, pairs)  # warm-up + one epoch per pair
     out.write_text(json.dumps(result))
 
 
