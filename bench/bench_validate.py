@@ -172,7 +172,7 @@ def crossover(data: Path, n_rows: int, cfg: ValidateConfig, repeats: int) -> Non
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rows", type=int, default=2_000)
+    ap.add_argument("--rows", type=int, default=6_000)
     ap.add_argument("--kind", choices=("photo", "tiny"), default="photo")
     ap.add_argument("--repeats", type=int, default=3, help="interleaved runs per setting; best kept")
     ap.add_argument("--crossover", action="store_true", help="also find where 2 workers start to pay")

@@ -94,7 +94,7 @@ class StoreConfig(Strict):
     shard_mb: float = Field(64.0, gt=0, le=4096, description="target size of one shard; bounds featurizing and reading memory")
     workers: int | Auto = Field(AUTO, description="featurizing processes; auto: the CPU count, at most one per shard")
     dask_address: str | None = Field(
-        None, description="a Dask scheduler (tcp://host:8786) that the Prefect flow featurizes on; none: a LocalCluster"
+        None, description="a Dask scheduler (tcp://host:8786) that the Prefect flow featurizes on; none: the local pool of `workers`"
     )
 
     def resolved_workers(self, shards: int) -> int:

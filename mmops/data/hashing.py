@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -31,11 +31,11 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def tree_digests(path: str | Path) -> dict[str, str]:
+def tree_digests(path: str | Path, file_hash: Callable[[Path], str] = file_sha256) -> dict[str, str]:
     """{relative posix path: sha256} of every file under a folder (caches excluded), sorted by path."""
     path = Path(path)
     files = sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-    return {f.relative_to(path).as_posix(): file_sha256(f) for f in files}
+    return {f.relative_to(path).as_posix(): file_hash(f) for f in files}
 
 
 def digests_sha256(digests: Mapping[str, str]) -> str:
@@ -46,14 +46,14 @@ def digests_sha256(digests: Mapping[str, str]) -> str:
     return h.hexdigest()
 
 
-def tree_sha256(path: str | Path, absent: str = ABSENT) -> str:
+def tree_sha256(path: str | Path, absent: str = ABSENT, file_hash: Callable[[Path], str] = file_sha256) -> str:
     """Content hash of a file, or of a folder (relative paths + file hashes); `absent` if missing."""
     path = Path(path)
     if path.is_file():
-        return file_sha256(path)
+        return file_hash(path)
     if not path.is_dir():
         return absent
-    return digests_sha256(tree_digests(path))
+    return digests_sha256(tree_digests(path, file_hash))
 
 
 class InsideResolver:

@@ -89,6 +89,25 @@ def params_subset(params: Params, keys: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
+_FILE_DIGESTS: dict[tuple, str] = {}
+
+
+def remembered_sha256(path: Path) -> str:
+    """`file_sha256`, computed once per process while the file keeps its size, mtime and inode (the
+    state DVC keeps too): the flow hashes a stage's outputs when it records them, and again as the
+    inputs of the stages after it."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    if key not in _FILE_DIGESTS:
+        _FILE_DIGESTS[key] = file_sha256(path)
+    return _FILE_DIGESTS[key]
+
+
+def tree_digest(path: str | Path) -> str:
+    """`tree_sha256` with each file hashed once per process while it is unchanged (`remembered_sha256`)."""
+    return tree_sha256(path, file_hash=remembered_sha256)
+
+
 def _digest(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -124,7 +143,7 @@ class StageCache:
             return "its inputs, params or code changed"
         recorded = stamp.get("outputs", {})
         for output in self.outputs:
-            if recorded.get(str(output)) != tree_sha256(output) or not output.exists():
+            if recorded.get(str(output)) != tree_digest(output) or not output.exists():
                 return f"{output} was changed or removed since it was written"
         return None
 
@@ -135,5 +154,5 @@ class StageCache:
     def record(self) -> None:
         """Write the stamp after the stage has run (atomically: a torn stamp never looks fresh)."""
         self.stamp.parent.mkdir(parents=True, exist_ok=True)
-        stamp = {"stage": self.stage, "key": self.key, "outputs": {str(o): tree_sha256(o) for o in self.outputs}}
+        stamp = {"stage": self.stage, "key": self.key, "outputs": {str(o): tree_digest(o) for o in self.outputs}}
         atomic_write_json(self.stamp, stamp)

@@ -28,8 +28,7 @@ import yaml
 from mmops.catalog import HISTORY_JSON, Catalog
 from mmops.config import Params
 from mmops.config.resolved import Resolved
-from mmops.data.hashing import tree_sha256
-from mmops.orchestrate.cache import StageCache
+from mmops.orchestrate.cache import StageCache, tree_digest
 
 STAGES = ("validate", "preprocess", "train", "evaluate", "register")
 DEMO_STAGE = "demo_data"
@@ -158,13 +157,13 @@ def stage_record(stage: str, params: Params, paths: Catalog, root: Path | None, 
     if stage in ("validate", "preprocess"):
         return StageCache(stage, params, paths, {"data": data_hash}, outputs)
     if stage == "train":
-        return StageCache(stage, params, paths, {"features": tree_sha256(paths.features)}, outputs)
+        return StageCache(stage, params, paths, {"features": tree_digest(paths.features)}, outputs)
     if stage == "evaluate":
-        inputs = {"model": tree_sha256(paths.model), "features": tree_sha256(paths.features)}
+        inputs = {"model": tree_digest(paths.model), "features": tree_digest(paths.features)}
         return StageCache(stage, params, paths, inputs, outputs)
     from mmops.registry.tracking import tracking_uri
 
-    inputs = {"model": tree_sha256(paths.model), "metrics": tree_sha256(paths.metrics_json), "data": data_hash}
+    inputs = {"model": tree_digest(paths.model), "metrics": tree_digest(paths.metrics_json), "data": data_hash}
     return StageCache(stage, params, paths, inputs, outputs, extra={"tracking_uri": tracking_uri()})
 
 

@@ -236,3 +236,24 @@ def test_a_recorded_registration_stands_until_the_registry_moves(make_params, tm
 
     client.delete_model_version("cache-check", version)
     assert not registry_unchanged(paths)
+
+
+def test_a_tree_is_hashed_once_while_its_files_are_unchanged(tmp_path, monkeypatch):
+    """The flow hashes a stage's outputs when it records them and again as the next stage's inputs:
+    each file is read once per process until its size, mtime or inode changes."""
+    from mmops.data.hashing import tree_sha256
+    from mmops.orchestrate import cache
+
+    out = tmp_path / "features"
+    out.mkdir()
+    (out / "a.bin").write_bytes(b"a" * 1000)
+    (out / "b.bin").write_bytes(b"b" * 1000)
+    reads = []
+    real = cache.file_sha256
+    monkeypatch.setattr(cache, "file_sha256", lambda p: reads.append(p.name) or real(p))
+    first = cache.tree_digest(out)
+    assert first == tree_sha256(out) == cache.tree_digest(out)
+    assert sorted(reads) == ["a.bin", "b.bin"]  # the second call read nothing
+    (out / "b.bin").write_bytes(b"c" * 1000)  # same size, new content
+    assert cache.tree_digest(out) == tree_sha256(out) != first
+    assert sorted(reads) == ["a.bin", "b.bin", "b.bin"]

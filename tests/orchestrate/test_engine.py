@@ -139,16 +139,22 @@ def test_dask_workers_write_the_same_shards_as_one_process(dataset, one_process,
     assert states == ["Completed"] * shards  # each shard a Prefect task run
 
 
-@pytest.mark.slow  # a Prefect server and a LocalCluster of two worker processes
-def test_a_local_cluster_by_default(one_process, cluster, tmp_path):
-    """No `dask_address`: the flow starts a LocalCluster of `workers` processes for the mapping."""
+@pytest.mark.slow  # a Prefect server
+def test_no_scheduler_featurizes_on_the_local_pool(one_process, tmp_path, monkeypatch, prefect_api):
+    """No `dask_address`: the flow maps the shards over the local process pool `mmops preprocess`
+    uses (two processes here), never a cluster: the same bytes, none featurized in this process."""
+    def no_cluster(*_):
+        raise AssertionError("a Dask cluster was started without a dask_address")
+
+    monkeypatch.setattr(engine, "task_runner", no_cluster)
     base, expected, shards = one_process("shapes")
     params, paths = sharded(base, tmp_path, SHARD_MB["shapes"], workers=2)
+    from mmops.orchestrate.retrain import preprocess
+
     here = calls(_extractor.cache_info())
-    states = featurize_in_a_flow(params, paths)
+    flow(name="featurize-local-test")(lambda: preprocess(params, paths))()
     assert tree(paths.features) == expected
-    assert calls(_extractor.cache_info()) == here  # featurized in the cluster's processes
-    assert states == ["Completed"] * shards
+    assert calls(_extractor.cache_info()) == here  # featurized in the pool's processes
 
 
 def test_local_processes_write_the_same_shards_as_one_process(one_process, tmp_path):
@@ -174,19 +180,12 @@ def test_one_shard_starts_no_cluster(monkeypatch):
         raise AssertionError("a cluster was started for one shard")
 
     monkeypatch.setattr(engine, "task_runner", no_cluster)
-    assert list(engine.dask_map(StoreConfig())(lambda x: x * 2, [21])) == [42]
+    assert list(engine.dask_map(StoreConfig(dask_address="tcp://127.0.0.1:1"))(lambda x: x * 2, [21])) == [42]
     assert list(engine.dask_map(StoreConfig(workers=1))(lambda x: x * 2, [1, 2, 3])) == [2, 4, 6]
-    assert engine.in_process(StoreConfig(workers=2), 3) is False
-    assert engine.in_process(StoreConfig(workers=1, dask_address="tcp://127.0.0.1:1"), 3) is False
 
 
-def test_task_runner_is_a_local_cluster_or_the_given_scheduler():
-    local = engine.task_runner(StoreConfig(workers=8), shards=3)
-    assert local.address is None and local.cluster_kwargs == {
-        "n_workers": 3, "threads_per_worker": 1, "processes": True, "dashboard_address": None,
-        "scheduler_kwargs": {"dashboard_address": ":0"},
-    }
-    remote = engine.task_runner(StoreConfig(dask_address="tcp://10.0.0.5:8786"), shards=3)
+def test_task_runner_is_the_given_scheduler():
+    remote = engine.task_runner(StoreConfig(dask_address="tcp://10.0.0.5:8786"))
     assert remote.address == "tcp://10.0.0.5:8786" and not remote.cluster_kwargs
 
 
