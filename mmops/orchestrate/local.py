@@ -111,6 +111,9 @@ def run_scheduler(
     pool = params.orchestration.work_pool
     log_dir = Path(log_dir).resolve()
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    # Ctrl-C stops everything, even when started from a shell that ran it in the background
+    # (`cmd &` without job control starts it with SIGINT ignored, and Python then keeps it so)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with ExitStack() as stack:
         api = os.environ.get("PREFECT_API_URL") or None
         auth = os.environ.get("PREFECT_API_AUTH_STRING", "")  # the clients' credentials
