@@ -212,7 +212,7 @@ def main() -> None:
 
     port = _free_port()
     cmd = [sys.executable, "-m", "mmops.cli.serve", "serve", "--port", str(port), "--model-name", name,
-           "--poll-interval", "0"]
+           "--poll-interval", "0", "--log-dir", str(root / "predictions")]  # logging on, as served by default
     if args.max_wait_ms is not None:
         cmd += ["--max-wait-ms", str(args.max_wait_ms)]
     log = open(root / "server.log", "w")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -17,6 +18,8 @@ os.environ["HF_HOME"] = str(_STATE / "hf")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.pop("MLFLOW_TRACKING_URI", None)
+# served models log predictions here, not into the project's own log (.mmops/predictions)
+os.environ["MMOPS_SERVE_PREDICTION_LOG"] = json.dumps({"dir": str(_STATE / "predictions")})
 
 REPO = Path(__file__).resolve().parents[1]
 CLUE_WORDS = (

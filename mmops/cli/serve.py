@@ -20,6 +20,25 @@ def _default_model_name(params: Path) -> str:
     return load_params(params if params.exists() else None, None).registry.model_name
 
 
+def _log_config(params: Path, log_dir: str | None, no_log: bool):
+    """Params `monitor.log` (without a params file: env MMOPS_SERVE_PREDICTION_LOG over the defaults),
+    then --log-dir / --no-log."""
+    from mmops.params_file import load_params
+    from mmops.serve.settings import prediction_log_from_env
+
+    if params.exists():
+        config = load_params(params, None, check_components=False).monitor.log
+    else:
+        config = prediction_log_from_env()
+    return config.model_copy(update={"dir": log_dir or config.dir, "enabled": config.enabled and not no_log})
+
+
+def _log_line(config) -> str:
+    from mmops.monitor.log import resolve_dir
+
+    return f"prediction log: {resolve_dir(config.dir)}" if config.enabled else "prediction log: off"
+
+
 def _fail(message: str, code: int = 1) -> None:
     console.print(f"[bold red]error:[/] {message}")
     raise typer.Exit(code)
@@ -44,7 +63,13 @@ def serve_command(
     insecure_no_auth: Annotated[
         bool, typer.Option("--insecure-no-auth", help="allow a non-loopback --host without MMOPS_SERVE_TOKEN")
     ] = False,
-    params: Annotated[Path, typer.Option("--params", "-p", help="params file (for the default model name)")] = Path(
+    log_dir: Annotated[
+        Optional[str], typer.Option(help="prediction log folder or s3:// URI (default: params monitor.log.dir)")
+    ] = None,
+    no_log: Annotated[
+        bool, typer.Option("--no-log", help="log no predictions (POST /feedback then answers 409)")
+    ] = False,
+    params: Annotated[Path, typer.Option("--params", "-p", help="params file (default model name, monitor.log)")] = Path(
         "params.yaml"
     ),
 ) -> None:
@@ -53,6 +78,8 @@ def serve_command(
     Limits also come from env MMOPS_SERVE_* (e.g. MMOPS_SERVE_MAX_BODY_BYTES); MMOPS_SERVE_TOKEN
     (32+ characters) requires `Authorization: Bearer <token>` and is needed to bind anything but
     loopback. MLflow: MLFLOW_TRACKING_URI (and MLFLOW_TRACKING_USERNAME/PASSWORD with basic auth).
+    Every prediction gets a request_id and is appended to the prediction log (params monitor.log:
+    summary features, never raw media); POST /feedback takes true labels for those ids.
     """
     from mlflow.exceptions import MlflowException
     from pydantic import ValidationError
@@ -69,6 +96,7 @@ def serve_command(
             model_name=model_name or _default_model_name(params), alias=alias, backend=backend,
             poll_interval_s=poll_interval,
             max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_body_bytes=max_body_bytes,
+            prediction_log=_log_config(params, log_dir, no_log),
         )
     except ValidationError as err:
         _fail(f"invalid serve settings: {err}", 2)
@@ -90,6 +118,7 @@ def serve_command(
     scheme = "https" if certfile else "http"
     console.print(f"serving models:/{settings.model_name}@{settings.alias} (v{version}{variant}) on {scheme}://{host}:{port}"
                   + ("" if settings.token else " without a token"))
+    console.print(_log_line(settings.prediction_log))
     serve(settings, host=host, port=port, log_level=log_level, access_log=access_log, source=source,
           ssl_certfile=certfile, ssl_keyfile=keyfile)
 
@@ -101,11 +130,21 @@ def predict_command(
         Optional[str], typer.Option(help="MLflow model URI or a local model folder (default: models:/NAME@champion)")
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="rows per forward")] = 64,
-    params: Annotated[Path, typer.Option("--params", "-p", help="params file (for the default model name)")] = Path(
+    log_dir: Annotated[
+        Optional[str], typer.Option(help="prediction log folder or s3:// URI (default: params monitor.log.dir)")
+    ] = None,
+    no_log: Annotated[
+        bool, typer.Option("--no-log", help="do not append these predictions to the prediction log")
+    ] = False,
+    params: Annotated[Path, typer.Option("--params", "-p", help="params file (default model name, monitor.log)")] = Path(
         "params.yaml"
     ),
 ) -> None:
-    """Batch inference over a dataset's manifest: writes sample_id, label and one prob_<class> per class."""
+    """Batch inference over a dataset's manifest: writes sample_id, label and one prob_<class> per class.
+
+    The predictions are also appended to the prediction log (params monitor.log; --no-log: not),
+    like the server's, so `mmops monitor` sees batch traffic too.
+    """
     import mlflow
     from rich.progress import (
         BarColumn,
@@ -118,10 +157,12 @@ def predict_command(
     from mmops.data.manifest import manifest_path
     from mmops.env import configure_tool_env
     from mmops.inference.predict import load_model_uri, predict_manifest
+    from mmops.monitor.log import PredictionLog, record_manifest
     from mmops.registry.tracking import tracking_uri
 
     configure_tool_env()
     uri = model_uri or f"models:/{_default_model_name(params)}@champion"
+    log_config = _log_config(params, log_dir, no_log)
     try:
         manifest_path(data)  # a missing dataset fails before the (slow) model load
         mlflow.set_tracking_uri(tracking_uri())
@@ -137,6 +178,23 @@ def predict_command(
     with atomic_path(out) as tmp:
         frame.to_csv(tmp, index=False)
     console.print(f"{len(frame)} predictions from {uri} written to {out}")
+    if log_config.enabled:
+        name, version = _model_identity(uri)
+        with PredictionLog(log_config, name) as plog:
+            record_manifest(plog, data, frame, version)
+        dropped = f", {plog.dropped} not logged" if plog.dropped else ""
+        console.print(f"{_log_line(log_config)} (+{plog.rows} rows{dropped})")
+
+
+def _model_identity(uri: str) -> tuple[str, str]:
+    """(model name, version) for the log: the registry's for a models:/ URI, (folder name, "local") for a folder."""
+    if not uri.startswith("models:/"):
+        return Path(uri).name, "local"
+    from mlflow import MlflowClient
+
+    from mmops.inference.verify import resolve_models_uri
+
+    return resolve_models_uri(uri, MlflowClient())
 
 
 app = typer.Typer(help="mmops serving commands", no_args_is_help=True, pretty_exceptions_enable=False)

@@ -5,6 +5,8 @@
                               or the data trigger
     mmops-watch-data/watch    every `orchestration.watch.interval_minutes`: starts `manual`
                               when the dataset's content hash changed (mmops/orchestrate/watch.py)
+    mmops-monitor/watch       every `monitor.trigger.interval_minutes`: checks drift of the
+                              prediction log and starts `manual` when it fires (mmops/orchestrate/monitor.py)
 
 All go to the work pool `orchestration.work_pool` (a `process` pool by default) and import the
 flows from the installed `mmops.orchestrate` package (module entrypoints: no image, no code upload). Each
@@ -30,6 +32,7 @@ from prefect.schedules import Cron, Interval
 
 from mmops.config import Params
 from mmops.env import configure_tool_env  # noqa: F401
+from mmops.orchestrate.monitor import monitor_drift
 from mmops.orchestrate.retrain import CONCURRENCY_LIMIT, retrain
 from mmops.orchestrate.watch import RETRAIN_DEPLOYMENT, watch_data
 from mmops.params_file import load_params
@@ -47,8 +50,8 @@ def flow_parameters(params_path: str | None, overrides: list[str] | None, data_d
 def build_deployments(
     params: Params, parameters: dict[str, Any], working_dir: str | None = None
 ) -> list[RunnerDeployment]:
-    """The scheduled and manual retrain deployments and the data watch, not yet applied."""
-    orch = params.orchestration
+    """The scheduled and manual retrain deployments, the data watch and the drift watch, not yet applied."""
+    orch, trigger = params.orchestration, params.monitor.trigger
     common: dict[str, Any] = {
         "work_pool_name": orch.work_pool,
         "job_variables": {"working_dir": working_dir} if working_dir else {},
@@ -72,6 +75,14 @@ def build_deployments(
             concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW),
             parameters=parameters | {"deployment": RETRAIN_DEPLOYMENT},
             description="Start mmops-retrain/manual when the dataset's content hash changes.", **common,
+        ),
+        monitor_drift.to_deployment(
+            "watch",
+            schedules=[Interval(timedelta(minutes=trigger.interval_minutes), active=trigger.enabled)],
+            concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW),
+            parameters=parameters | {"deployment": RETRAIN_DEPLOYMENT},
+            description="Check drift of the prediction log; start mmops-retrain/manual when it crosses "
+                        "`monitor.trigger` (with a cooldown).", **common,
         ),
     ]
 

@@ -29,6 +29,21 @@ def variable_name(data: Path) -> str:
     return f"mmops_data_hash_{where}"
 
 
+def start_retrain(deployment: str, params_path: str | None, overrides: list[str] | None, data_dir: str | None,
+                  tags: list[str]):
+    """Start a run of the retrain `deployment` with these params and return it without waiting (its flow
+    run; the retrain's own concurrency limit queues it). The data and drift triggers both start runs here."""
+    from prefect.deployments import run_deployment
+
+    return run_deployment(
+        deployment,
+        parameters={"params_path": params_path, "overrides": list(overrides or []), "data_dir": data_dir},
+        timeout=0,
+        tags=tags,
+        as_subflow=False,
+    )
+
+
 @flow(name="mmops-watch-data", log_prints=True)
 def watch_data(
     params_path: str | None = "params.yaml",
@@ -37,8 +52,6 @@ def watch_data(
     deployment: str = RETRAIN_DEPLOYMENT,
 ) -> dict:
     """Start `deployment` with the same params if the dataset changed since the last check."""
-    from prefect.deployments import run_deployment
-
     from mmops.data.hashing import dataset_hash
 
     params = load_params(params_path, overrides)
@@ -53,13 +66,7 @@ def watch_data(
     if previous == current:
         logger.info("dataset %s unchanged (%s); no retrain", data, current[:12])
         return {"triggered": False, "data_hash": current, "previous": previous}
-    run = run_deployment(
-        deployment,
-        parameters={"params_path": params_path, "overrides": list(overrides or []), "data_dir": str(data)},
-        timeout=0,  # start it and return; the retrain's own concurrency limit queues it
-        tags=["trigger:new-data"],
-        as_subflow=False,
-    )
+    run = start_retrain(deployment, params_path, overrides, str(data), ["trigger:new-data"])
     Variable.set(name, current, overwrite=True)
     logger.info("dataset %s changed (%s -> %s); started %s run %s", data, (previous or "none")[:12], current[:12],
                 deployment, run.name)

@@ -2,7 +2,9 @@
 
     POST /predict   JSON {"instances": [{"text": str, "image": base64, "audio": base64}, ...]}
                     or multipart/form-data with fields text, image, audio (one instance)
-                    -> {"predictions": [{"label", "probabilities": {class: p}, "model_version"}]}
+                    -> {"predictions": [{"request_id", "label", "probabilities": {class: p}, "model_version"}]}
+    POST /feedback  JSON {"request_id": str, "label": str} or {"feedback": [{...}, ...]}: the true labels
+                    -> {"accepted": n}; 404 for an id this server did not issue, 422 for an unknown class
     GET  /health    liveness + the version being served (no token needed)
     GET  /metadata  name, version, alias, classes, modalities, input contract, limits
     GET  /metrics   Prometheus text: requests by status, latency, batch sizes, model version
@@ -12,6 +14,13 @@ a bearer token set every endpoint but /health wants it (`auth.py`); counters liv
 `metrics.py`. Errors never carry a stack trace. Predictions go through `predict_frame`, the
 training preprocessing; concurrent requests share one model call (`batching.py`); a background
 watcher swaps in a new champion without a restart (`reloader.py`).
+
+Every answered instance gets a `request_id` and, unless `settings.prediction_log.enabled` is off,
+is appended to the prediction log (`mmops.monitor.log`: summary features, never raw media) by a
+background thread: the request path only queues it. /feedback joins true labels to those ids: an
+id is known while it is among the last `feedback_ids` this server issued, or when the log on disk
+holds it (predictions from before a restart, or from `mmops predict`); feedback for any other id
+is refused (404). /metrics adds live accuracy from that feedback and the last drift report.
 
 The event loop only routes: media checks run on a small decode pool, model calls on the model
 thread, so /health answers while a heavy request runs. A /predict beyond
@@ -33,9 +42,10 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from mmops.inference.predict import predict_rows as inference_predict_rows
+from mmops.monitor.log import LogStatus, PredictionLog, RecentRequests, logged_request_ids, new_request_id
 from mmops.serve.auth import check_token, resolve_token
 from mmops.serve.batching import MicroBatcher, Overloaded, ShuttingDown
-from mmops.serve.inputs import read_rows
+from mmops.serve.inputs import BadInput, parse_json, read_body, read_rows
 from mmops.serve.metrics import Metrics, MetricsMiddleware
 from mmops.serve.reloader import (
     ChampionWatcher,
@@ -49,6 +59,8 @@ from mmops.serve.reloader import (
 from mmops.serve.settings import ServeSettings
 
 log = logging.getLogger("mmops.serve")
+
+MAX_FEEDBACK_ITEMS = 10_000  # labels per /feedback request (413 above)
 
 
 def predict_rows(served: ServedModel, rows: list[dict]) -> list[dict]:
@@ -69,12 +81,44 @@ def input_contract(served: ServedModel) -> dict:
     }
 
 
+def feedback_items(payload: Any, classes: list[str]) -> list[tuple[str, str, str]]:
+    """A /feedback body -> (where, request_id, label) per label; 422/413 naming the item and field."""
+    if isinstance(payload, dict) and "feedback" in payload:
+        if set(payload) != {"feedback"} or not isinstance(payload["feedback"], list):
+            raise BadInput(422, "body must be {\"feedback\": [{\"request_id\": ..., \"label\": ...}, ...]}")
+        items, where = payload["feedback"], "feedback[{}]"
+    else:
+        items, where = [payload], "body"
+    if not items:
+        raise BadInput(422, "'feedback' is empty")
+    if len(items) > MAX_FEEDBACK_ITEMS:
+        raise BadInput(413, f"{len(items)} labels in one request; the limit is {MAX_FEEDBACK_ITEMS}")
+    out = []
+    for i, item in enumerate(items):
+        at = where.format(i)
+        if not isinstance(item, dict) or set(item) != {"request_id", "label"}:
+            raise BadInput(422, f"{at}: must be an object with exactly request_id and label")
+        request_id, label = item["request_id"], item["label"]
+        if not isinstance(request_id, str) or not 0 < len(request_id) <= 64:
+            raise BadInput(422, f"{at}.request_id: expected the request_id string a prediction returned")
+        if isinstance(label, int) and not isinstance(label, bool):
+            label = str(label)  # classes are strings; a digit class may come as a number
+        if not isinstance(label, str):
+            raise BadInput(422, f"{at}.label: expected a class name (string)")
+        if label not in classes:
+            shown = ", ".join(classes[:20]) + (", ..." if len(classes) > 20 else "")
+            raise BadInput(422, f"{at}.label: unknown class {label[:100]!r}; the model's classes are {shown}")
+        out.append((at, request_id, label))
+    return out
+
+
 def create_app(settings: ServeSettings | None = None, source: ModelSource | None = None) -> FastAPI:
     """Build the service. `source` defaults to `models:/<model_name>@<alias>` in the registry."""
     settings = settings or ServeSettings.from_env()
     token = resolve_token(settings.token)
     metrics = Metrics()
     state: dict[str, Any] = {}
+    log_config = settings.prediction_log
 
     def run_batch(rows: list[dict]) -> list[dict]:
         served = state["holder"].current  # taken once: a swap mid-batch does not affect this batch
@@ -101,7 +145,10 @@ def create_app(settings: ServeSettings | None = None, source: ModelSource | None
             on_swap=lambda old, new: (metrics.set_model(new), metrics.reloads.labels("swapped").inc()),
             on_error=lambda stage, err: metrics.reloads.labels(f"{stage}_failed").inc(),
         )
-        state.update(holder=holder, batcher=batcher, watcher=watcher, source=src, decoder=decoder, inflight=0)
+        plog = PredictionLog(log_config, served.name) if log_config.enabled else None
+        state.update(holder=holder, batcher=batcher, watcher=watcher, source=src, decoder=decoder, inflight=0,
+                     log=plog, recent=RecentRequests(settings.feedback_ids),
+                     log_status=LogStatus(log_config.dir, served.name) if plog else None)
         await batcher.start()
         watcher.start()
         log.info("serving %s v%s (%s)", served.name, served.version, served.uri)
@@ -111,6 +158,8 @@ def create_app(settings: ServeSettings | None = None, source: ModelSource | None
             watcher.stop()
             await batcher.stop()
             decoder.shutdown(wait=False, cancel_futures=True)
+            if plog is not None:
+                await run_in_threadpool(plog.close)  # what is queued is written
             retire(holder.current)
 
     app = FastAPI(title="mmops model server", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
@@ -146,8 +195,16 @@ def create_app(settings: ServeSettings | None = None, source: ModelSource | None
             "classes": served.classes,
             "modalities": served.modalities,
             "input": input_contract(served),
-            "output": {"predictions": [{"label": "class name", "probabilities": {"<class>": "float"},
+            "output": {"predictions": [{"request_id": "32 hex characters (for POST /feedback)",
+                                        "label": "class name", "probabilities": {"<class>": "float"},
                                         "model_version": "string"}]},
+            "feedback": {"json": {"request_id": "a prediction's request_id", "label": "the true class"},
+                         "or": {"feedback": [{"request_id": "...", "label": "..."}]},
+                         "answer": {"accepted": "int"}, "max_items": MAX_FEEDBACK_ITEMS,
+                         "enabled": state["log"] is not None},
+            "prediction_log": {"enabled": log_config.enabled, "dir": state["log"].dir if state["log"] else None,
+                               "raw_inputs": log_config.raw_inputs, "max_rows_per_file": log_config.max_rows_per_file,
+                               "max_files": log_config.max_files},
             "limits": {"max_body_bytes": settings.max_body_bytes, "max_instances": settings.max_instances,
                        "max_image_pixels": settings.max_image_pixels,
                        "max_audio_seconds": settings.max_audio_seconds,
@@ -167,14 +224,19 @@ def create_app(settings: ServeSettings | None = None, source: ModelSource | None
         check_token(request, token)
         metrics.queued.set(state["batcher"].queued_rows)
         metrics.in_sync.set(1.0 if state["watcher"].status()["in_sync"] else 0.0)
+        plog, status = state["log"], state["log_status"]
+        if plog is not None:
+            stats = plog.stats()
+            await run_in_threadpool(status.refresh, state["holder"].current.version, (stats["rows"], stats["feedback"]))
+            metrics.monitor.update(stats, status.live, status.drift)
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    async def answer(request: Request) -> list[dict]:
+    async def answer(request: Request) -> tuple[list[dict], list[dict]]:
         batcher: MicroBatcher = state["batcher"]
         with batcher.incoming():
             rows = await read_rows(request, settings, state["decoder"])
         try:
-            return await batcher.submit(rows)
+            return rows, await batcher.submit(rows)
         except Overloaded:
             raise HTTPException(503, "server is overloaded; retry later", headers={"Retry-After": "1"}) from None
         except ShuttingDown:
@@ -189,7 +251,7 @@ def create_app(settings: ServeSettings | None = None, source: ModelSource | None
         state["inflight"] += 1
         metrics.inflight.set(state["inflight"])
         try:
-            predictions = await asyncio.wait_for(answer(request), settings.request_timeout_s)
+            rows, predictions = await asyncio.wait_for(answer(request), settings.request_timeout_s)
         except TimeoutError:  # the request's decode or model call may still finish; its answer is dropped
             raise HTTPException(504, f"request not answered within {settings.request_timeout_s:g} s") from None
         finally:
@@ -197,7 +259,35 @@ def create_app(settings: ServeSettings | None = None, source: ModelSource | None
             metrics.inflight.set(state["inflight"])
         for p in predictions:
             metrics.instances.labels(p["label"]).inc()
-        return Response(json.dumps({"predictions": predictions}).encode(), media_type="application/json")
+        ids = [new_request_id() for _ in predictions]
+        if state["log"] is not None:
+            state["log"].record(ids, rows, predictions)  # a queue put: summaries and files on the log's thread
+            state["recent"].add(ids, predictions[0]["model_version"] if predictions else None)
+        answered = [{"request_id": i, **p} for i, p in zip(ids, predictions)]
+        return Response(json.dumps({"predictions": answered}).encode(), media_type="application/json")
+
+    @app.post("/feedback")
+    async def feedback(request: Request) -> dict:
+        check_token(request, token)
+        plog: PredictionLog | None = state["log"]
+        if plog is None:
+            raise HTTPException(409, "the prediction log is off (mmops serve --no-log or monitor.log.enabled: "
+                                     "false): feedback has nowhere to go")
+        body = await read_body(request, settings.max_body_bytes)
+        items = feedback_items(parse_json(body), state["holder"].current.classes)
+        unseen = {rid for _, rid, _ in items if rid not in state["recent"]}
+        if unseen:  # older than memory: the log on disk decides
+            unseen -= await run_in_threadpool(logged_request_ids, log_config.dir, unseen)
+        for where, rid, _ in items:
+            if rid in unseen:
+                raise HTTPException(404, f"{where}.request_id: {rid!r} was not issued by this server (not among "
+                                         f"its last {settings.feedback_ids:,} predictions nor in the prediction log)")
+        accepted = sum(plog.feedback(rid, label) for _, rid, label in items)
+        metrics.feedback.inc(accepted)
+        if accepted < len(items):
+            raise HTTPException(503, f"prediction log queue full: {accepted} of {len(items)} labels stored; retry "
+                                     "the rest (the last label per request id wins)", headers={"Retry-After": "1"})
+        return {"accepted": accepted}
 
     return app
 

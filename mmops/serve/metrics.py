@@ -6,7 +6,7 @@ import time
 
 from mmops.serve.reloader import ServedModel
 
-ENDPOINTS = ("/predict", "/health", "/metadata", "/metrics")
+ENDPOINTS = ("/predict", "/feedback", "/health", "/metadata", "/metrics")
 
 
 class Metrics:
@@ -42,6 +42,9 @@ class Metrics:
         self.queued = Gauge("mmops_queued_rows", "rows waiting for the model", registry=self.registry)
         self.inflight = Gauge("mmops_inflight_requests", "/predict requests being read, checked or predicted",
                               registry=self.registry)
+        self.feedback = Counter("mmops_feedback", "true labels accepted by POST /feedback", registry=self.registry)
+        self.monitor = MonitorCollector()
+        self.registry.register(self.monitor)
 
     def set_model(self, served: ServedModel) -> None:
         alias = served.alias or ""
@@ -62,6 +65,50 @@ class Metrics:
         from prometheus_client import generate_latest
 
         return generate_latest(self.registry)
+
+
+class MonitorCollector:
+    """The prediction log's counters, live accuracy from its feedback and the last drift report
+    (`drift.json` of `mmops monitor`), as of the last `update` (made at each scrape)."""
+
+    def __init__(self) -> None:
+        self.log_stats: dict[str, int] | None = None
+        self.live: dict | None = None
+        self.drift: dict | None = None
+
+    def update(self, log_stats: dict[str, int] | None, live: dict | None, drift: dict | None) -> None:
+        self.log_stats, self.live, self.drift = log_stats, live, drift
+
+    def describe(self):
+        return []  # families come and go with the log and the report: no fixed names to reserve
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        if self.log_stats is not None:
+            yield CounterMetricFamily("mmops_prediction_log_rows", "prediction rows written to the log",
+                                      value=self.log_stats["rows"])
+            yield CounterMetricFamily("mmops_prediction_log_dropped", "rows not logged (queue full or a failed write)",
+                                      value=self.log_stats["dropped"])
+        if self.live:
+            for key, text in (("accuracy", "accuracy"), ("macro_f1", "macro F1")):
+                yield GaugeMetricFamily(f"mmops_live_{key}", f"live {text} of the served version's predictions "
+                                        "that have feedback", value=self.live[key])
+            yield GaugeMetricFamily("mmops_live_labelled_rows", "predictions of the served version with feedback",
+                                    value=self.live["n"])
+        parts = {**(self.drift or {}).get("modalities", {}), "prediction": (self.drift or {}).get("prediction")}
+        parts = {name: part for name, part in parts.items()
+                 if isinstance(part, dict) and isinstance(part.get("score"), (int, float))}
+        if parts:
+            score = GaugeMetricFamily("mmops_drift_score", "drift score of the last `mmops monitor` report",
+                                      labels=["modality"])
+            detected = GaugeMetricFamily("mmops_drift_detected", "1 when the last report found drift",
+                                         labels=["modality"])
+            for name, part in parts.items():
+                score.add_metric([name], float(part["score"]))
+                detected.add_metric([name], 1.0 if part.get("drifted") else 0.0)
+            yield score
+            yield detected
 
 
 class MetricsMiddleware:

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from mmops.config.monitor import PredictionLogConfig
 from mmops.inference.predict import SERVE_MAX_BATCH_SIZE, serve_torch_threads
 
 ENV_PREFIX = "MMOPS_SERVE_"
 TOKEN_ENV = ENV_PREFIX + "TOKEN"
+
+
+def prediction_log_from_env() -> PredictionLogConfig:
+    """`PredictionLogConfig` defaults under env `MMOPS_SERVE_PREDICTION_LOG`, a JSON object such as
+    '{"dir": "/var/log/mmops"}'."""
+    return PredictionLogConfig.model_validate(json.loads(os.environ.get(ENV_PREFIX + "PREDICTION_LOG") or "{}"))
 
 
 class ServeSettings(BaseModel):
@@ -39,12 +47,22 @@ class ServeSettings(BaseModel):
     max_audio_channels: int = Field(8, gt=0, le=8, description="from the header (422 above; decoding allows 8)")
     max_text_chars: int = Field(100_000, gt=0, description="characters per text (422 above)")
     token: str | None = Field(None, description=f"bearer token; default from env {TOKEN_ENV}", repr=False)
+    prediction_log: PredictionLogConfig = Field(
+        default_factory=prediction_log_from_env,
+        description="params `monitor.log` (`mmops serve` passes it); default: env MMOPS_SERVE_PREDICTION_LOG, "
+        "a JSON object of its keys, over the defaults",
+    )
+    feedback_ids: int = Field(
+        100_000, gt=0, description="request ids remembered for POST /feedback (older ones are looked up in the log)"
+    )
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "ServeSettings":
         """Defaults, then `MMOPS_SERVE_*` env vars, then explicit overrides (None = not given)."""
         values: dict[str, Any] = {}
         for name in cls.model_fields:
+            if name == "prediction_log":  # a JSON object: read by its default factory
+                continue
             env = os.environ.get(ENV_PREFIX + name.upper())
             if env not in (None, ""):
                 values[name] = env

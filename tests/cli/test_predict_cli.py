@@ -16,7 +16,7 @@ def test_predict_writes_one_row_per_sample(served_model_dir, small_dataset, tmp_
     out = tmp_path / "out" / "predictions.csv"
     result = CliRunner().invoke(
         app, ["predict", "--data", str(small_dataset), "--out", str(out), "--model-uri", str(served_model_dir),
-              "--batch-size", "50"],
+              "--batch-size", "50", "--log-dir", str(tmp_path / "log")],
     )
     assert result.exit_code == 0, result.output
     got = pd.read_csv(out, dtype={"sample_id": str, "label": str})

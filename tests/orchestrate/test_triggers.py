@@ -70,7 +70,8 @@ def test_data_trigger_fires_on_changed_data_only(api, small_dataset, tmp_path, f
     with get_client(sync_client=True) as client:
         client.create_work_pool(WorkPoolCreate(name=POOL, type="process"), overwrite=True)
     deployed = deploy(None, overrides, str(data))
-    assert set(deployed) == {"mmops-retrain/scheduled", "mmops-retrain/manual", "mmops-watch-data/watch"}
+    assert set(deployed) == {"mmops-retrain/scheduled", "mmops-retrain/manual", "mmops-watch-data/watch",
+                             "mmops-monitor/watch"}
     earlier = frozenset(r.id for r in _manual_runs())
 
     first = watch_data(params_path=None, overrides=overrides, data_dir=str(data))

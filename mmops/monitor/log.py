@@ -1,0 +1,507 @@
+"""The prediction log: what the served model saw and answered, and the labels that came back.
+
+`PredictionLog.record` only puts rows on a bounded queue (when it is full the rows are dropped and
+counted: serving never waits on the log); a background thread computes the summary features
+(`mmops.monitor.summary`, never the raw text or media) and writes Parquet under `config.dir`:
+
+    predictions-<UTC start>-<writer>.parquet   request_id, time, model_name, model_version, label,
+                                               p.<class>..., SUMMARY_COLUMNS
+                                               (+ text, image_sha256, audio_sha256 with raw_inputs)
+    feedback-<UTC start>-<writer>.parquet      request_id, label, time
+    drift.json                                 written by `mmops monitor`, read by /metrics
+
+A file is rewritten whole at each flush (atomically: a reader sees the last complete version) until
+it holds `max_rows_per_file` rows, then the next one starts; beyond `max_files` files of a kind the
+oldest are deleted. Several writers (a server, a `mmops predict` run) share a folder: each names its
+own files. `dir` is a folder (relative: to the project root) or an `s3://bucket/prefix` URI
+(credentials and endpoint from the AWS_* environment, or `?endpoint_override=host:port` in the URI).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import queue
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from mmops.config.monitor import PredictionLogConfig
+from mmops.env import project_root
+from mmops.monitor.summary import SUMMARY_COLUMNS, summarize
+
+log = logging.getLogger("mmops.monitor")
+
+PREDICTIONS, FEEDBACK = "predictions", "feedback"
+DRIFT_FILE = "drift.json"
+BASE_COLUMNS = ("request_id", "time", "model_name", "model_version", "label")
+RAW_COLUMNS = ("text", "image_sha256", "audio_sha256")
+FEEDBACK_COLUMNS = ("request_id", "label", "time")
+TIME = pa.timestamp("us", tz="UTC")
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def resolve_dir(dir: str | Path) -> str:
+    """A log folder as an absolute path (relative: to the project root) or an unchanged URI."""
+    text = str(dir)
+    if "://" in text:
+        return text
+    path = Path(text).expanduser()
+    return str(path if path.is_absolute() else project_root() / path)
+
+
+def _filesystem(dir: str | Path) -> tuple[pafs.FileSystem, str]:
+    uri = resolve_dir(dir)
+    if "://" in uri:
+        fs, path = pafs.FileSystem.from_uri(uri)
+        return fs, path.rstrip("/")
+    return pafs.LocalFileSystem(), uri
+
+
+def _files(fs: pafs.FileSystem, root: str, kind: str) -> list[str]:
+    """The `kind` files under `root`, oldest first (their names start with the UTC time)."""
+    infos = fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
+    names = (i.path for i in infos if i.type == pafs.FileType.File)
+    return sorted(p for p in names if p.rsplit("/", 1)[-1].startswith(f"{kind}-") and p.endswith(".parquet"))
+
+
+def _utc(t: datetime | None) -> pd.Timestamp | None:
+    if t is None:
+        return None
+    stamp = pd.Timestamp(t)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _read(fs: pafs.FileSystem, path: str, columns: Sequence[str] | None = None) -> pd.DataFrame | None:
+    """One Parquet file as a frame (only `columns` it has), or None when it vanished meanwhile (rotated out)."""
+    try:
+        if columns is not None:
+            with fs.open_input_file(path) as f:
+                names = set(pq.read_schema(f).names)
+            columns = [c for c in columns if c in names]
+        return pq.read_table(path, filesystem=fs, columns=columns).to_pandas()
+    except FileNotFoundError:
+        return None
+
+
+class _Sink:
+    """Rows of one kind -> rotated Parquet files: the open file is rewritten whole at each write."""
+
+    def __init__(self, fs: pafs.FileSystem, root: str, kind: str, writer: str, max_rows: int, max_files: int) -> None:
+        self.fs, self.root, self.kind, self.writer = fs, root, kind, writer
+        self.max_rows, self.max_files = max_rows, max_files
+        self.local = isinstance(fs, pafs.LocalFileSystem)
+        self.path: str | None = None
+        self.parts: list[pa.Table] = []
+        self.rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        if self.parts and table.schema != self.parts[0].schema:  # e.g. a new model with other classes
+            self._rotate()
+        while table.num_rows:
+            take = min(table.num_rows, self.max_rows - self.rows)
+            if self.path is None:
+                self._prune(keep=self.max_files - 1)
+                stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+                self.path = f"{self.root}/{self.kind}-{stamp}-{self.writer}.parquet"
+            self.parts.append(table.slice(0, take))
+            self.rows += take
+            table = table.slice(take)
+            self._save()
+            if self.rows >= self.max_rows:
+                self._rotate()
+
+    def _save(self) -> None:
+        table = pa.concat_tables(self.parts).combine_chunks()
+        self.parts = [table]
+        if not self.local:  # an object store's put replaces the object at once
+            pq.write_table(table, self.path, filesystem=self.fs)
+            return
+        self.fs.create_dir(self.root, recursive=True)
+        tmp = f"{self.root}/.{self.path.rsplit('/', 1)[-1]}.tmp"
+        pq.write_table(table, tmp, filesystem=self.fs)
+        self.fs.move(tmp, self.path)  # rename: readers see the old file or the new one, never half
+
+    def _rotate(self) -> None:
+        self.path, self.parts, self.rows = None, [], 0
+
+    def _prune(self, keep: int) -> None:
+        """Delete the oldest files of this kind (any writer's) beyond `keep`."""
+        files = _files(self.fs, self.root, self.kind)
+        for old in files[: max(0, len(files) - keep)]:
+            try:
+                self.fs.delete_file(old)
+            except FileNotFoundError:  # another writer pruned it first
+                pass
+
+
+
+class _Flush:
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+_STOP = object()
+
+
+class PredictionLog:
+    """Append predictions and feedback to the log folder from a background thread (see the module doc)."""
+
+    def __init__(self, config: PredictionLogConfig, model_name: str) -> None:
+        self.config = config
+        self.model_name = model_name
+        self.dir = resolve_dir(config.dir)
+        self.fs, self.root = _filesystem(config.dir)
+        writer = uuid.uuid4().hex[:8]
+        self._sinks = {kind: _Sink(self.fs, self.root, kind, writer, config.max_rows_per_file, config.max_files)
+                       for kind in (PREDICTIONS, FEEDBACK)}
+        self._queue: queue.Queue = queue.Queue(maxsize=config.queue_rows)
+        self._lock = threading.Lock()
+        self._queued_bytes, self._max_bytes = 0, int(config.queue_mb * 2**20)
+        self.dropped = 0  # rows refused by a full queue or lost to a failed write
+        self.rows = 0  # prediction rows written
+        self.feedback_rows = 0
+        self._thread = threading.Thread(target=self._run, name="mmops-prediction-log", daemon=True)
+        self._closed = False
+        self._thread.start()
+
+    # -- producers (any thread; never block unless asked to) --
+
+    def record(self, request_ids: Sequence[str], rows: Sequence[Mapping[str, Any]],
+               predictions: Sequence[Mapping[str, Any]], wait: bool = False) -> int:
+        """Queue one row per prediction; returns how many were queued. Without `wait` (serving) a full
+        queue drops the rest and counts them; with it (batch inference) the caller waits for room."""
+        if not len(request_ids) == len(rows) == len(predictions):
+            raise ValueError(f"{len(request_ids)} ids, {len(rows)} rows, {len(predictions)} predictions")
+        now = datetime.now(timezone.utc)
+        queued = 0
+        for request_id, row, prediction in zip(request_ids, rows, predictions):
+            size = _media_size(row)
+            with self._lock:
+                room = self._queued_bytes + size <= self._max_bytes or wait
+                if room:
+                    self._queued_bytes += size
+            if room and self._put((PREDICTIONS, now, size, request_id, row, prediction), wait):
+                queued += 1
+                continue
+            if room:
+                self._release(size)
+            if not wait:
+                self._count_dropped(len(request_ids) - queued)
+                break
+        return queued
+
+    def feedback(self, request_id: str, label: str) -> bool:
+        """Queue a true label for a request id; False when the queue is full (dropped and counted)."""
+        if self._put((FEEDBACK, datetime.now(timezone.utc), request_id, str(label)), wait=False):
+            return True
+        self._count_dropped(1)
+        return False
+
+    def _put(self, item: tuple, wait: bool) -> bool:
+        if self._closed:
+            return False
+        try:
+            self._queue.put(item, block=wait)
+            return True
+        except queue.Full:
+            return False
+
+    def _release(self, size: int) -> None:
+        with self._lock:
+            self._queued_bytes -= size
+
+    def _count_dropped(self, n: int) -> None:
+        with self._lock:
+            self.dropped += n
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Write everything queued so far; True once it is on disk (False on timeout)."""
+        marker = _Flush()
+        self._queue.put(marker)
+        return marker.done.wait(timeout)
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Write what is queued and stop the writer (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+
+    def __enter__(self) -> "PredictionLog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def stats(self) -> dict[str, int]:
+        return {"rows": self.rows, "feedback": self.feedback_rows, "dropped": self.dropped}
+
+    # -- the writer thread --
+
+    def _run(self) -> None:
+        pending: dict[str, list[dict]] = {PREDICTIONS: [], FEEDBACK: []}
+        deadline = time.monotonic() + self.config.flush_seconds
+        while True:
+            try:
+                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                item = None
+            markers = []
+            stop = item is _STOP
+            if isinstance(item, _Flush):
+                markers.append(item)
+            elif isinstance(item, tuple):
+                self._add(pending, item)
+            if not (stop or markers or time.monotonic() >= deadline
+                    or len(pending[PREDICTIONS]) >= self.config.max_rows_per_file):
+                continue
+            self._write(pending)
+            deadline = time.monotonic() + self.config.flush_seconds
+            for marker in markers:
+                marker.done.set()
+            if stop:
+                return
+
+    def _add(self, pending: dict[str, list[dict]], item: tuple) -> None:
+        kind, now, *rest = item
+        try:
+            if kind == FEEDBACK:
+                request_id, label = rest
+                pending[FEEDBACK].append({"request_id": request_id, "label": label, "time": now})
+            else:
+                size, *rest = rest
+                self._release(size)
+                pending[PREDICTIONS].append(self._prediction_row(now, *rest))
+        except Exception as err:  # a row that cannot be summarised must not stop the writer
+            log.warning("prediction log: row dropped (%s: %s)", type(err).__name__, err)
+            self._count_dropped(1)
+
+    def _prediction_row(self, now: datetime, request_id: str, row: Mapping[str, Any],
+                        prediction: Mapping[str, Any]) -> dict:
+        version = prediction.get("model_version")
+        out: dict[str, Any] = {"request_id": str(request_id), "time": now, "model_name": self.model_name,
+                               "model_version": None if version is None else str(version),
+                               "label": str(prediction["label"])}
+        out.update({f"p.{c}": float(p) for c, p in prediction["probabilities"].items()})
+        out.update(summarize(row))
+        if self.config.raw_inputs:
+            out["text"] = row.get("text") or ""
+            for name in ("image", "audio"):
+                data = row.get(name)
+                if isinstance(data, (str, Path)) and str(data):
+                    data = Path(data).read_bytes()
+                out[f"{name}_sha256"] = hashlib.sha256(data).hexdigest() if data else None
+        return out
+
+    def _write(self, pending: dict[str, list[dict]]) -> None:
+        for kind, rows in pending.items():
+            if not rows:
+                continue
+            try:
+                for table in _tables(kind, rows):
+                    self._sinks[kind].write(table)
+                with self._lock:
+                    if kind == PREDICTIONS:
+                        self.rows += len(rows)
+                    else:
+                        self.feedback_rows += len(rows)
+            except Exception as err:  # a full disk or an unreachable bucket: count, keep serving
+                log.warning("prediction log: %d %s rows not written to %s (%s: %s)",
+                            len(rows), kind, self.dir, type(err).__name__, err)
+                self._count_dropped(len(rows))
+            rows.clear()
+
+
+def _media_size(row: Mapping[str, Any]) -> int:
+    """Bytes of the image and audio a row holds in memory (a path holds none)."""
+    return sum(len(v) for v in (row.get("image"), row.get("audio")) if isinstance(v, (bytes, bytearray)))
+
+
+def _schema(columns: Iterable[str]) -> pa.Schema:
+    strings = {"request_id", "model_name", "model_version", "label", *RAW_COLUMNS}
+    return pa.schema([(c, TIME if c == "time" else pa.string() if c in strings else pa.float64()) for c in columns])
+
+
+def _tables(kind: str, rows: list[dict]) -> list[pa.Table]:
+    """Rows -> tables, a new one wherever the columns change (a model with other classes)."""
+    if kind == FEEDBACK:
+        return [pa.Table.from_pylist(rows, schema=_schema(FEEDBACK_COLUMNS))]
+    out, start = [], 0
+    for i in range(1, len(rows) + 1):
+        if i == len(rows) or rows[i].keys() != rows[start].keys():
+            out.append(pa.Table.from_pylist(rows[start:i], schema=_schema(rows[start].keys())))
+            start = i
+    return out
+
+
+def record_manifest(plog: PredictionLog, data_dir: str | Path, predictions: pd.DataFrame,
+                    version: str | None) -> list[str]:
+    """Log the output of `predict_manifest` (sample_id, label, prob_<class>) for the dataset at
+    `data_dir`, waiting for room in the queue (batch inference drops nothing); the request ids."""
+    from mmops.data.manifest import MEDIA_COLUMNS, read_manifest
+
+    manifest = read_manifest(data_dir)
+    rows = [{"text": r.get("text") or "",
+             **{m: str(Path(data_dir) / r[m]) if r.get(m) else None for m in MEDIA_COLUMNS}}
+            for r in manifest.to_dict("records")]
+    classes = [c.removeprefix("prob_") for c in predictions.columns if c.startswith("prob_")]
+    probs = predictions[[f"prob_{c}" for c in classes]].to_numpy(dtype=float)
+    answers = [{"label": str(label), "probabilities": dict(zip(classes, p)), "model_version": version}
+               for label, p in zip(predictions["label"], probs)]
+    ids = [new_request_id() for _ in answers]
+    plog.record(ids, rows, answers, wait=True)
+    return ids
+
+
+# -- readers --
+
+
+def read_feedback(dir: str | Path) -> pd.DataFrame:
+    """Every feedback row (request_id, label, time), oldest first."""
+    fs, root = _filesystem(dir)
+    frames = [f for f in (_read(fs, p) for p in _files(fs, root, FEEDBACK)) if f is not None and len(f)]
+    if not frames:
+        return pd.DataFrame({"request_id": pd.Series(dtype=object), "label": pd.Series(dtype=object),
+                             "time": pd.Series(dtype="datetime64[us, UTC]")})
+    return pd.concat(frames, ignore_index=True).sort_values("time", kind="stable", ignore_index=True)
+
+
+def read_log(dir: str | Path, since: datetime | None = None, until: datetime | None = None,
+             last: int | None = None, model_version: str | None = None,
+             columns: Sequence[str] | None = None, model_name: str | None = None) -> pd.DataFrame:
+    """Prediction rows in time order (`since` <= time < `until`, of `model_version` and `model_name`,
+    the `last` n), with `true_label` from the feedback (the latest per request id; NaN where none
+    came). `columns` limits what is read (the base columns are always read). Several models may
+    share a folder: give `model_name` with `model_version`."""
+    fs, root = _filesystem(dir)
+    wanted = None if columns is None else list(dict.fromkeys([*BASE_COLUMNS, *columns]))
+    frames = [f for f in (_read(fs, p, wanted) for p in _files(fs, root, PREDICTIONS)) if f is not None and len(f)]
+    if frames:
+        frame = pd.concat(frames, ignore_index=True)
+    else:
+        empty = {c: pd.Series(dtype="datetime64[us, UTC]" if c == "time" else object if c in BASE_COLUMNS
+                              else float) for c in (*BASE_COLUMNS, *SUMMARY_COLUMNS)}
+        frame = pd.DataFrame(empty if wanted is None else {c: empty.get(c, pd.Series(dtype=float)) for c in wanted})
+    keep = pd.Series(True, index=frame.index)
+    if since is not None:
+        keep &= frame["time"] >= _utc(since)
+    if until is not None:
+        keep &= frame["time"] < _utc(until)
+    if model_version is not None:
+        keep &= frame["model_version"] == str(model_version)
+    if model_name is not None:
+        keep &= frame["model_name"] == model_name
+    frame = frame[keep].sort_values("time", kind="stable", ignore_index=True)
+    if last is not None:
+        frame = frame.tail(max(0, last)).reset_index(drop=True)
+    feedback = read_feedback(dir).drop_duplicates("request_id", keep="last")
+    frame["true_label"] = frame["request_id"].map(feedback.set_index("request_id")["label"])
+    return frame
+
+
+def logged_request_ids(dir: str | Path, ids: Iterable[str]) -> set[str]:
+    """Which of `ids` the prediction log holds (reads only its request_id column)."""
+    wanted = set(ids)
+    fs, root = _filesystem(dir)
+    found: set[str] = set()
+    for path in _files(fs, root, PREDICTIONS):
+        frame = _read(fs, path, ["request_id"])
+        if frame is not None:
+            found |= wanted & set(frame["request_id"])
+        if found == wanted:
+            break
+    return found
+
+
+def live_metrics(frame: pd.DataFrame) -> dict | None:
+    """{"n", "accuracy", "macro_f1"} over the rows that have a `true_label`; None when none has."""
+    from mmops.evaluate.metrics import classification_metrics
+
+    if "true_label" not in frame:
+        return None
+    labelled = frame[frame["true_label"].notna()]
+    if labelled.empty:
+        return None
+    return {"n": int(len(labelled)),
+            **classification_metrics(labelled["true_label"].astype(str), labelled["label"].astype(str))}
+
+
+# -- what a server keeps in memory --
+
+
+class RecentRequests:
+    """The last `size` request ids a server issued -> the model version that answered (an LRU)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._ids: OrderedDict[str, str | None] = OrderedDict()
+
+    def add(self, ids: Iterable[str], version: str | None) -> None:
+        for request_id in ids:
+            self._ids[request_id] = version
+        while len(self._ids) > self.size:
+            self._ids.popitem(last=False)
+
+    def __contains__(self, request_id: object) -> bool:
+        return request_id in self._ids
+
+
+class LogStatus:
+    """For /metrics: live accuracy of one model's version from the log's feedback (recomputed at most
+    every `min_interval_s`, and only when the log changed), and the last `drift.json` (re-read when
+    its modification time changes)."""
+
+    def __init__(self, dir: str | Path, model_name: str | None = None, min_interval_s: float = 30.0) -> None:
+        self.dir = resolve_dir(dir)
+        self.model_name = model_name
+        self.min_interval_s = min_interval_s
+        self.live: dict | None = None
+        self.drift: dict | None = None
+        self._live_key: tuple | None = None
+        self._live_at = -math.inf
+        self._drift_mtime: Any = None
+
+    def refresh(self, model_version: str | None, stamp: Any = None) -> None:
+        """Update `live` (for `model_version`; `stamp` changes when the log does) and `drift`."""
+        key = (model_version, stamp)
+        if key != self._live_key and time.monotonic() - self._live_at >= self.min_interval_s:
+            try:
+                frame = read_log(self.dir, model_version=model_version, model_name=self.model_name, columns=["label"])
+                self.live = live_metrics(frame)
+                self._live_key, self._live_at = key, time.monotonic()
+            except Exception as err:
+                log.warning("live metrics from %s failed (%s: %s)", self.dir, type(err).__name__, err)
+        self._refresh_drift()
+
+    def _refresh_drift(self) -> None:
+        fs, root = _filesystem(self.dir)
+        path = f"{root}/{DRIFT_FILE}"
+        try:
+            info = fs.get_file_info(path)
+            if info.type != pafs.FileType.File:
+                self.drift, self._drift_mtime = None, None
+                return
+            if info.mtime == self._drift_mtime:
+                return
+            with fs.open_input_stream(path) as f:
+                self.drift = json.loads(f.read())
+            self._drift_mtime = info.mtime
+        except (OSError, ValueError) as err:  # half-written or unreadable: keep the last one
+            log.warning("cannot read %s (%s: %s)", path, type(err).__name__, err)
