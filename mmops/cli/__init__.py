@@ -420,6 +420,14 @@ def _operator_commands() -> None:
 _operator_commands()
 
 
+def _modules_with_commands() -> None:
+    """Modules that add their commands to `app` when imported (they import `app` from here)."""
+    from mmops.cli import experiments, monitor  # noqa: F401  mmops cv, mmops tune; mmops monitor
+
+
+_modules_with_commands()
+
+
 _serving_commands()
 
 
@@ -451,6 +459,10 @@ def print_summary(registry: dict, metrics: dict | None, resolved: list[tuple[str
                                        ("latency", "latency_ratio", "x{:.2f}"))),
         ("onnx variant", "onnx", (("max |Δp|", "max_abs_diff_probs", "{:.1e}"), ("size", "size_ratio", "x{:.2f}"),
                                   ("latency", "latency_ratio", "x{:.2f}"))),
+        ("distilled variant", "distilled", (("accuracy drop", "accuracy_drop", "{:+.4f}"), ("size", "size_ratio", "x{:.2f}"),
+                                            ("latency", "latency_ratio", "x{:.2f}"))),
+        ("pruned variant", "pruned", (("accuracy drop", "accuracy_drop", "{:+.4f}"), ("size", "size_ratio", "x{:.2f}"),
+                                      ("gzipped", "gzip_ratio", "x{:.2f}"), ("latency", "latency_ratio", "x{:.2f}"))),
     ):
         if registry.get(key):
             table.add_row(label, _variant(registry[key], shown))

@@ -11,8 +11,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from mmops.config.compress import DistillConfig, PruneConfig
 from mmops.config.demo import DemoConfig
+from mmops.config.experiments import CVConfig, CVGateRule, TuneConfig
 from mmops.config.modality import MODALITIES, Modality
+from mmops.config.monitor import MonitorConfig
 from mmops.config.validate import ValidateConfig
 from mmops.errors import UserError
 from mmops.flatten import flatten
@@ -286,6 +289,9 @@ class GateConfig(Strict):
         {"macro_f1": RegressionLimit(max_drop=0.02)},
         description="largest allowed drop vs the champion, both re-scored on the same frozen test split",
     )
+    cv: CVGateRule | None = Field(
+        None, description="floor on a cross-validated metric's mean, ceiling on its std (`mmops cv` report); null: off"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -397,7 +403,12 @@ class Params(Strict):
     gate: GateConfig = GateConfig()
     quantize: QuantizeConfig = QuantizeConfig()
     onnx: OnnxConfig = OnnxConfig()
+    distill: DistillConfig = DistillConfig()
+    prune: PruneConfig = PruneConfig()
     orchestration: OrchestrationConfig = OrchestrationConfig()
+    cv: CVConfig = CVConfig()
+    tune: TuneConfig = TuneConfig()
+    monitor: MonitorConfig = MonitorConfig()
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

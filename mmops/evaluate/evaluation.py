@@ -32,7 +32,7 @@ def shift_report(metrics: dict) -> str:
     if "shifted" not in metrics:
         return ""
     rows = ["| metric | in-domain test | shifted test | gap |", "| --- | --- | --- | --- |"]
-    for key in ("accuracy", "macro_f1", "roc_auc_ovr", "ece"):
+    for key in ("accuracy", "macro_f1", "roc_auc_ovr_macro", "ece"):
         if key in metrics and key in metrics["shifted"]:
             a, b = metrics[key], metrics["shifted"][key]
             rows.append(f"| {key} | {a:.3f} | {b:.3f} | {a - b:+.3f} |")

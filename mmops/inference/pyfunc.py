@@ -1,6 +1,11 @@
 """The registered model for MLflow users: a thin pyfunc over `mmops.inference` (raw inputs in,
 labels and probabilities out; see `predict_frame`).
 
+Its MLflow signature (`pyfunc_signature`) names the inputs `text`, `image` and `audio` (strings, all
+optional: media as base64-encoded bytes, the one form a JSON request can carry) and the outputs
+`label` plus one float probability column per class, named by the class; a two-row
+`input_example` (one row with every modality, one with text alone) is saved with the model.
+
 It is logged as models-from-code (`PYFUNC_CODE`, a plain script MLflow runs at load), so no
 pickled object is ever unpickled. mmops itself never loads it: serving, batch predict and the
 gate use `mmops.inference.verify.load_registered`. For `mlflow models serve` and other MLflow
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import os
 from pathlib import Path
 
@@ -21,15 +27,18 @@ import pandas as pd
 
 from mmops.data.manifest import MEDIA_COLUMNS
 from mmops.errors import UserError
-from mmops.inference.model_dir import load_model_dir
-from mmops.inference.onnx_model import is_onnx_dir, load_onnx_dir
+from mmops.config import MODALITIES, Params
+from mmops.inference.model_dir import load_checkpoint, load_model_dir
+from mmops.inference.onnx_model import is_onnx_dir, load_onnx_dir, read_onnx_meta
 from mmops.inference.predict import predict_frame
 from mmops.inference.verify import MODEL_DIR_ARTIFACT, fetch_base_weights, verify_model_dir
 
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
 MEDIA_ROOT_ENV = "MMOPS_MEDIA_ROOT"
 
-__all__ = ["MEDIA_ROOT_ENV", "MODEL_DIR_ARTIFACT", "PYFUNC_CODE", "MultimodalPyfunc", "media_cell"]
+__all__ = ["MEDIA_ROOT_ENV", "MODEL_DIR_ARTIFACT", "PYFUNC_CODE", "MultimodalPyfunc", "folder_facts",
+           "input_example", "media_cell", "pyfunc_signature"]
+EXAMPLE_TEXT = "an example text: what this sample says"
 
 
 def media_cell(value, row: int, column: str, root: Path | None):
@@ -73,3 +82,41 @@ class MultimodalPyfunc(mlflow.pyfunc.PythonModel):
             if column in frame:
                 frame[column] = [media_cell(v, i, column, root) for i, v in enumerate(frame[column])]
         return predict_frame(self.loaded, frame)
+
+
+def folder_facts(model_dir: Path) -> tuple[list[str], list[str]]:
+    """(classes, modalities) of a model folder (fp32, int8 or ONNX), read without building the model."""
+    if is_onnx_dir(model_dir):
+        meta = read_onnx_meta(model_dir)
+        classes, raw = meta["classes"], meta["params"]
+    else:
+        ckpt = load_checkpoint(model_dir)
+        classes, raw = ckpt["classes"], ckpt["params"]
+    return [str(c) for c in classes], Params.model_validate(raw).model.active()
+
+
+def pyfunc_signature(classes: list[str], modalities: list[str]):
+    """Inputs: the model's modalities as optional strings (media base64-encoded); outputs: `label`
+    and one float32 probability column per class, as `predict_frame` returns them."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, DataType, Schema
+
+    inputs = Schema([ColSpec(DataType.string, m, required=False) for m in MODALITIES if m in modalities])
+    outputs = Schema([ColSpec(DataType.string, "label"), *(ColSpec(DataType.float, str(c)) for c in classes)])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def input_example(modalities: list[str]) -> pd.DataFrame:
+    """Two rows for the model's modalities: every modality (a 16 px PNG, 0.1 s of a 16 kHz tone, as
+    base64), then text alone (missing media: None)."""
+    import numpy as np
+    import soundfile as sf
+    from PIL import Image
+
+    image, audio = io.BytesIO(), io.BytesIO()
+    Image.fromarray(np.add.outer(np.arange(16), np.arange(16)).astype(np.uint8) * 8).save(image, format="PNG")
+    sf.write(audio, (0.3 * np.sin(2 * np.pi * 440 * np.arange(1600) / 16000)).astype(np.float32), 16000, format="WAV")
+    full = {"text": EXAMPLE_TEXT, "image": base64.b64encode(image.getvalue()).decode(),
+            "audio": base64.b64encode(audio.getvalue()).decode()}
+    sparse = {"text": EXAMPLE_TEXT, "image": None, "audio": None}
+    return pd.DataFrame([full, sparse])[[m for m in MODALITIES if m in modalities]]

@@ -6,6 +6,8 @@ Rules, each one `RuleResult` (value, threshold, verdict):
 - `floor.<key>` / `ceiling.<key>`: absolute bounds on any metric (latency ceilings included);
 - `regression.<key>` / `relative_regression.<key>`: the largest allowed drop against the champion,
   both models scored on the same frozen test split. With no champion the other rules decide.
+- `cv.mean.<key>` / `cv.std.<key>` (`gate.cv`, off by default): bounds on the k-fold cross-validation
+  report (`cv.json` in `paths.metrics`, written by `mmops cv`) of the same params and data.
 
 MLflow's `MetricThreshold` is not used: its change thresholds demand an *improvement*
 (`min_absolute_change` must be > 0), not a bounded regression, and `validate_evaluation_results`
@@ -14,12 +16,15 @@ reports one joined exception rather than a verdict per rule, which the decision 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from pydantic import BaseModel
 
-from mmops.catalog import METRICS_JSON
-from mmops.config import MODALITIES, GateConfig, RegressionLimit
+from mmops.catalog import METRICS_JSON, split_file
+from mmops.config import MODALITIES, CVGateRule, GateConfig, Params, RegressionLimit
 from mmops.errors import UserError
 from mmops.flatten import flatten
 
@@ -146,6 +151,51 @@ def _relative(drop: float, baseline: float) -> float:
     return drop / abs(baseline)
 
 
+CV_JSON = "cv.json"  # `mmops cv`'s summary, in paths.metrics beside metrics.json
+# the params a model's quality depends on: train.recipe.FINGERPRINT_SECTIONS (not imported: no torch here)
+CV_SECTIONS = ("seed", "classes", "features", "model", "train")
+
+
+def training_identity(params: Params, features_dir: Path) -> str:
+    """sha256 of the (resolved) params sections training reads and of the train and val splits' index
+    files (which hold every shard's sha256): a CV report counts for a model only when both match."""
+    dumped = params.dump()
+    dumped["features"].pop("store", None)  # how the splits were sharded: their digests cover it
+    digest = hashlib.sha256(json.dumps({k: dumped[k] for k in CV_SECTIONS}, sort_keys=True).encode())
+    for split in ("train", "val"):
+        index = split_file(features_dir, split) / "index.json"
+        digest.update(index.read_bytes() if index.exists() else b"missing")
+    return digest.hexdigest()
+
+
+def read_cv_report(metrics_dir: Path) -> dict | None:
+    path = Path(metrics_dir) / CV_JSON
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def cv_rules(rule: CVGateRule, report: Mapping | None, identity: str) -> list[RuleResult]:
+    """`cv.mean.<metric>` (mean >= min_mean) and `cv.std.<metric>` (std <= max_std) from the CV report of
+    this model's params and data; one failing `cv.<metric>` rule when there is no such report."""
+    key = rule.metric
+    if report is None or report.get("identity") != identity:
+        why = "no cross-validation report" if report is None else "the cross-validation report is for other params or data"
+        return [RuleResult(rule=f"cv.{key}", value=None, threshold=None, passed=False,
+                           detail=f"{why} ({CV_JSON} in paths.metrics): run `mmops cv` with these params first")]
+    stats = report["metrics"].get(key)
+    if stats is None:
+        return [RuleResult(rule=f"cv.{key}", value=None, threshold=None, passed=False,
+                           detail=_unknown(key, report["metrics"], CV_JSON))]
+    folds = f"{len(stats['folds'])} folds"
+    rules = []
+    if rule.min_mean is not None:
+        rules.append(RuleResult(rule=f"cv.mean.{key}", value=round(stats["mean"], 6), threshold=rule.min_mean,
+                                passed=stats["mean"] >= rule.min_mean, detail=f"mean over {folds}"))
+    if rule.max_std is not None:
+        rules.append(RuleResult(rule=f"cv.std.{key}", value=round(stats["std"], 6), threshold=rule.max_std,
+                                passed=stats["std"] <= rule.max_std, detail=f"std over {folds} (ddof=1)"))
+    return rules
+
+
 def decide(
     candidate: Mapping,
     champion: Mapping | None,
@@ -156,6 +206,7 @@ def decide(
     challenger_scores: Mapping | None = None,
     same_data: RuleResult | None = None,
     test_data_hash: str | None = None,
+    cv: Sequence[RuleResult] = (),
 ) -> GateDecision:
     """Every rule must hold for promotion; with no champion the floors and ceilings alone decide.
 
@@ -166,6 +217,7 @@ def decide(
     if same_data is not None:
         rules.append(same_data)
     rules += bound_rules(candidate, gate)
+    rules += cv  # `cv_rules`, when `gate.cv` is on
     if champion is not None:
         rules += regression_rules(challenger_scores or candidate, champion, gate, champion_version)
     return GateDecision(

@@ -1,9 +1,14 @@
 """Moving `champion`: compare-and-set under a lock, and a history of every move kept in the registry.
 
-Each move is one JSON tag `mmops.history.<seq>.<id>` on the registered model (so it lives in
-the MLflow store and survives restarts and new clients): time, actor, action, alias, from -> to,
-reason, the gate's rule results. `champion_int8` follows `champion` to the new champion's int8
-variant (or is removed when it has none), recorded the same way.
+Each move is one JSON tag `mmops.history.<seq>.<id>` (time, actor, action, alias, from -> to, reason,
+the gate's rule results) on the model's history run: one run per registered model in the experiment
+`mmops-registry`, so the history lives in the MLflow store and survives restarts and new clients,
+while the registered model's page shows one line about it (tag `mmops.history`: how many moves, the
+last one, the run). Stores written before that hold the events as tags of the registered model
+itself: they are read as well, and moved to the history run by the next move (under the lock).
+`champion_int8` follows `champion` to the new champion's int8 variant (or is removed when it has
+none), recorded the same way. Every move rewrites the registered model's card (its description,
+`mmops.registry.card`) to name the new champion.
 
 Compare-and-set: the champion is re-read under a lock held in the registry itself (so promoters
 on different hosts exclude each other) right before the alias moves. If it is
@@ -27,6 +32,7 @@ import getpass
 import logging
 import os
 import random
+import re
 import socket
 import time
 import uuid
@@ -39,13 +45,24 @@ from typing import Literal
 from pydantic import BaseModel
 
 from mmops.errors import UserError
+from mmops.registry.card import write_model_card
 from mmops.registry.gate import GateDecision
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 CHAMPION_INT8, CHALLENGER_INT8 = "champion_int8", "challenger_int8"
-HISTORY_PREFIX = "mmops.history."
+CHAMPION_DISTILLED, CHAMPION_PRUNED = "champion_distilled", "champion_pruned"
+HISTORY_PREFIX = "mmops.history."  # one tag per event: on the history run (before: on the registered model)
+HISTORY_TAG = "mmops.history"  # registered-model tag: a one-line summary naming the history run
+HISTORY_EXPERIMENT = "mmops-registry"  # holds one history run per registered model
+HISTORY_OF_TAG = "mmops.history_of"  # on a history run: the registered model it records
+_HISTORY_RUN = re.compile(r"\bin run ([0-9A-Za-z-]+)")
 INT8_VERSION_TAG = "quantize.int8_version"  # on an fp32 version: the version of its int8 variant
 ONNX_VERSION_TAG = "onnx.onnx_version"  # on an fp32 version: the version of its ONNX variant (`serve --backend onnx`)
+DISTILLED_VERSION_TAG = "distill.distilled_version"  # on an fp32 version: its distilled student
+PRUNED_VERSION_TAG = "prune.pruned_version"  # on an fp32 version: its pruned copy
+# the aliases that follow `champion` to its variants: alias -> the fp32 version's tag naming the variant
+VARIANT_ALIASES = {CHAMPION_INT8: INT8_VERSION_TAG, CHAMPION_DISTILLED: DISTILLED_VERSION_TAG,
+                   CHAMPION_PRUNED: PRUNED_VERSION_TAG}
 log = logging.getLogger(__name__)
 ANY_CHAMPION = "*"  # `expected` value that skips the compare (the move still happens under the lock)
 MAX_TAG_CHARS = 5000  # registered-model tag values are VARCHAR(5000) in MLflow's SQL stores
@@ -238,21 +255,43 @@ def release_hint(pin: Pin) -> str:
     return f"{pin.describe()}; `mmops release --reason ...` resumes automatic promotion"
 
 
-def read_history(client, name: str) -> list[AliasMove]:
-    """Every recorded alias move of `name`, oldest first."""
+def history_run_id(model_tags: dict[str, str]) -> str | None:
+    """The history run a registered model's `mmops.history` tag names (None: no move recorded there yet)."""
+    found = _HISTORY_RUN.search(model_tags.get(HISTORY_TAG, ""))
+    return found.group(1) if found else None
+
+
+def _event_tags(client, name: str) -> tuple[dict[str, str], dict[str, str]]:
+    """(events by tag key, from the history run and any legacy registered-model tags; the model's tags)."""
     from mlflow.exceptions import MlflowException
 
     try:
-        tags = client.get_registered_model(name).tags
+        model_tags = dict(client.get_registered_model(name).tags)
     except MlflowException:
-        return []
+        return {}, {}
+    events = {k: v for k, v in model_tags.items() if k.startswith(HISTORY_PREFIX)}  # legacy stores
+    if run_id := history_run_id(model_tags):
+        try:
+            run_tags = client.get_run(run_id).data.tags
+        except MlflowException:
+            log.warning("%s: the history run %s named by tag %s is gone; its moves are not shown", name, run_id, HISTORY_TAG)
+        else:
+            events |= {k: v for k, v in run_tags.items() if k.startswith(HISTORY_PREFIX)}
+    return events, model_tags
+
+
+def read_history(client, name: str) -> list[AliasMove]:
+    """Every recorded alias move of `name`, oldest first."""
+    return _parse(name, _event_tags(client, name)[0])
+
+
+def _parse(name: str, tags: dict[str, str]) -> list[AliasMove]:
     events = []
     for key, value in tags.items():
-        if key.startswith(HISTORY_PREFIX):
-            try:
-                events.append(AliasMove.model_validate_json(value))
-            except ValueError:
-                log.warning("%s: tag %s is not an mmops history event; skipped", name, key)
+        try:
+            events.append(AliasMove.model_validate_json(value))
+        except ValueError:
+            log.warning("%s: tag %s is not an mmops history event; skipped", name, key)
     return sorted(events, key=lambda e: (e.seq, e.time))
 
 
@@ -276,16 +315,50 @@ def _encode(event: AliasMove) -> str:
     return text
 
 
+def _history_run(client, name: str, model_tags: dict[str, str]) -> str:
+    """The model's history run (created on the first move); legacy event tags of the registered model
+    are copied to it, then removed (call under the lock; a copy interrupted half-way reads the same)."""
+    from mlflow.exceptions import MlflowException
+
+    from mmops.registry.tracking import ensure_experiment
+
+    run_id = history_run_id(model_tags)
+    if run_id is not None:
+        try:
+            alive = client.get_run(run_id).info.lifecycle_stage == "active"
+        except MlflowException:
+            alive = False
+        run_id = run_id if alive else None  # deleted by hand: start a new one
+    if run_id is None:
+        run = client.create_run(ensure_experiment(client, HISTORY_EXPERIMENT), run_name=f"alias history: {name}",
+                                tags={HISTORY_OF_TAG: name})
+        client.set_terminated(run.info.run_id)  # a record, not a job; its tags stay writable
+        run_id = run.info.run_id
+    for key, value in model_tags.items():
+        if key.startswith(HISTORY_PREFIX):
+            client.set_tag(run_id, key, value)
+            client.delete_registered_model_tag(name, key)
+    return run_id
+
+
 def _record(client, name: str, **fields) -> AliasMove:
-    """Append one event (call under the lock: the sequence number is max + 1)."""
-    seq = max((e.seq for e in read_history(client, name)), default=0) + 1
+    """Append one event to the history run and update the model's summary tag (call under the lock:
+    the sequence number is max + 1)."""
+    tags, model_tags = _event_tags(client, name)
+    recorded = _parse(name, tags)
+    seq = max((e.seq for e in recorded), default=0) + 1
     event = AliasMove(seq=seq, time=datetime.now(timezone.utc).isoformat(timespec="milliseconds"), **fields)
-    client.set_registered_model_tag(name, f"{HISTORY_PREFIX}{seq:06d}.{uuid.uuid4().hex[:8]}", _encode(event))
+    run_id = _history_run(client, name, model_tags)
+    client.set_tag(run_id, f"{HISTORY_PREFIX}{seq:06d}.{uuid.uuid4().hex[:8]}", _encode(event))
+    summary = (f"{len(recorded) + 1} alias moves; last #{seq} {_short_time(event.time)} {event.action} {event.alias} "
+               f"{describe_move(event)}; every move in run {run_id} (experiment {HISTORY_EXPERIMENT}): `mmops history`")
+    client.set_registered_model_tag(name, HISTORY_TAG, summary)
     return event
 
 
 def _move_champion(client, name: str, current: str | None, to: str, common: dict, pin: bool | None) -> list[AliasMove]:
-    """Point `champion` at `to` and `champion_int8` at its int8 variant (or remove it); record both.
+    """Point `champion` at `to` and each alias of VARIANT_ALIASES (`champion_int8`, ...) at its variant of
+    that kind (or remove it); record every move.
 
     `pin`: True pins the champion (human decision), False lifts any pin, None leaves pins alone."""
     client.set_registered_model_alias(name, CHAMPION, to)
@@ -296,16 +369,16 @@ def _move_champion(client, name: str, current: str | None, to: str, common: dict
     elif pin is False and read_pin(client, name) is not None:
         client.delete_registered_model_tag(name, PIN_TAG)
     events = [champion]
-    int8 = client.get_model_version(name, to).tags.get(INT8_VERSION_TAG)
-    current_int8 = current_version(client, name, CHAMPION_INT8)
-    if int8 and int8 != current_int8:
-        client.set_registered_model_alias(name, CHAMPION_INT8, int8)
-    elif not int8 and current_int8:
-        client.delete_registered_model_alias(name, CHAMPION_INT8)
-    else:
-        return events
-    common = {**common, "rules": {}}
-    events.append(_record(client, name, alias=CHAMPION_INT8, from_version=current_int8, to_version=int8, **common))
+    tags, common = client.get_model_version(name, to).tags, {**common, "rules": {}}
+    for alias, tag in VARIANT_ALIASES.items():
+        variant, current_variant = tags.get(tag), current_version(client, name, alias)
+        if variant and variant != current_variant:
+            client.set_registered_model_alias(name, alias, variant)
+        elif not variant and current_variant:
+            client.delete_registered_model_alias(name, alias)
+        else:
+            continue
+        events.append(_record(client, name, alias=alias, from_version=current_variant, to_version=variant, **common))
     return events
 
 
@@ -357,6 +430,7 @@ def compare_and_set(
         common = dict(actor=actor(), action=action, reason=reason, rules=rules or {}, forced=forced,
                       regated_against=regated, undo=undo)
         events = _move_champion(client, name, current, version, common, pin)
+        write_model_card(client, name, version)
         return MoveResult(True, current, version, events, regated, decision)
 
 
@@ -376,7 +450,8 @@ def refuse_variant(mv, name: str, verb: str) -> None:
     variant = mv.tags.get(VARIANT_TAG)
     if variant:
         source = mv.tags.get(VARIANT_OF_TAG, "?")
-        follows = f"its variant follows as {CHAMPION_INT8}" if variant == "int8" else "its variants follow it"
+        alias = f"{CHAMPION}_{variant}"
+        follows = f"its variant follows as {alias}" if alias in VARIANT_ALIASES else "its variants follow it"
         raise PromotionError(
             f"{name} v{mv.version} is the {variant} variant of v{source}, not a champion candidate; "
             f"{verb} v{source} instead ({follows})"

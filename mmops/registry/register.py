@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import pandas as pd
@@ -23,22 +24,30 @@ import mmops
 from mmops.atomic import atomic_write_json, atomic_write_text
 from mmops.catalog import GATE_MD, HISTORY_JSON, Catalog
 from mmops.compress.onnx_export import OnnxReport, export_and_compare
+from mmops.compress.distill import distill_and_compare
+from mmops.compress.prune import prune_and_compare
 from mmops.compress.quantize import QuantizeReport, quantize_and_compare
+from mmops.compress.variant import VariantReport
 from mmops.config import Params
 from mmops.data.hashing import dataset_hash, tree_sha256
 from mmops.errors import UserError
 from mmops.evaluate.latency import latency_note
 from mmops.flatten import flatten
-from mmops.inference.pyfunc import MODEL_DIR_ARTIFACT, PYFUNC_CODE
+from mmops.inference.pyfunc import MODEL_DIR_ARTIFACT, PYFUNC_CODE, folder_facts, input_example, pyfunc_signature
 from mmops.inference.verify import MODEL_FILES_TAG, MODEL_HASH_TAG, SIGNATURE_TAG, load_registered, model_record
+from mmops.monitor.reference import save_reference
+from mmops.registry.card import facts_tags, write_cards
 from mmops.registry.gate import (
     GateDecision,
     applicable,
     check_metric_keys,
+    cv_rules,
     decide,
     numeric,
+    read_cv_report,
     render_markdown,
     same_test_data_rule,
+    training_identity,
 )
 from mmops.registry.lineage import (
     dvc_data_md5,
@@ -46,12 +55,16 @@ from mmops.registry.lineage import (
     git_commit,
     params_hash,
     pip_requirements,
+    split_rows,
 )
 from mmops.registry.promotion import (
     CHALLENGER,
     CHAMPION,
+    DISTILLED_VERSION_TAG,
     INT8_VERSION_TAG,
     ONNX_VERSION_TAG,
+    PRUNED_VERSION_TAG,
+    VARIANT_OF_TAG,
     VARIANT_TAG,
     MoveResult,
     compare_and_set,
@@ -97,21 +110,29 @@ def register(params: Params, paths: Catalog) -> dict:
             recorded = {k.removeprefix("lineage."): v for k, v in existing.tags.items() if k.startswith("lineage.")}
             test_hash, lineage = lineage["test_data_hash"], lineage | recorded | {"run_id": run.info.run_id}
             lineage["test_data_hash"] = test_hash  # the rows the gate scores now
+        save_reference(client, name, version, run.info.run_id, paths, params.monitor.drift, params.seed)  # `mmops monitor`
         gate = build_gate(params, paths, metrics, frame, lineage["test_data_hash"], name, version)
         champion = current_version(client, name, CHAMPION)
         decision = gate(champion)
         if existing is None:
             quant, int8_version = register_int8_variant(params, paths, client, name, version, lineage)
             onnx, onnx_version = register_onnx_variant(params, paths, client, name, version, lineage)
-            extra = "\n".join(r.markdown(v) for r, v in ((quant, int8_version), (onnx, onnx_version)) if r)
+            distilled, distilled_version = register_distilled_variant(params, paths, client, name, version, lineage)
+            pruned, pruned_version = register_pruned_variant(params, paths, client, name, version, lineage)
+            extra = "\n".join(r.markdown(v) for r, v in ((quant, int8_version), (onnx, onnx_version),
+                                                         (distilled, distilled_version), (pruned, pruned_version)) if r)
         else:
             quant, int8_version = None, existing.tags.get(INT8_VERSION_TAG)
             onnx, onnx_version = None, existing.tags.get(ONNX_VERSION_TAG)
+            distilled, distilled_version = None, existing.tags.get(DISTILLED_VERSION_TAG)
+            pruned, pruned_version = None, existing.tags.get(PRUNED_VERSION_TAG)
             extra = (f"Reused v{version}: it holds the same model content (`{MODEL_HASH_TAG}`); "
                      "no new version was registered, the gate ran again against the current champion.")
         tag_version(client, name, version, decision, lineage if existing is None else {})  # before the move
         moved = promote(client, name, version, champion, decision, gate, run.info.run_id)
         tag_version(client, name, version, moved.decision, {}, moved)
+        write_cards(client, name, [version, int8_version, onnx_version, distilled_version, pruned_version] if existing is None else [version],
+                    current_version(client, name, CHAMPION))
         report = render_markdown(moved.decision, name, version, extra="\n".join(p for p in (latency_note(metrics), extra) if p))
         mlflow.log_text(report, f"gate/{GATE_MD}")
     pin = read_pin(client, name)
@@ -126,6 +147,12 @@ def register(params: Params, paths: Catalog) -> dict:
         else recorded_quantization(client.get_model_version(name, version).tags) if existing is not None else None,
         "onnx": (onnx.model_dump() | {"version": onnx_version}) if onnx
         else recorded_onnx(client.get_model_version(name, version).tags) if existing is not None else None,
+        "distilled": (distilled.model_dump() | {"version": distilled_version}) if distilled
+        else recorded_variant(client.get_model_version(name, version).tags, "distill", DISTILLED_VERSION_TAG)
+        if existing is not None else None,
+        "pruned": (pruned.model_dump() | {"version": pruned_version}) if pruned
+        else recorded_variant(client.get_model_version(name, version).tags, "prune", PRUNED_VERSION_TAG)
+        if existing is not None else None,
         "tracking_uri": mlflow.get_tracking_uri(),
     }
     write_report(paths, result, report)
@@ -165,10 +192,17 @@ def _recorded(tags: dict[str, str], prefix: str, version_tag: str, numbers: tupl
             **{key: number(key) for key in numbers}, "reused": True}
 
 
+RATIOS = ("accuracy_drop", "max_accuracy_drop", "size_ratio", "latency_ratio")
+
+
 def recorded_quantization(tags: dict[str, str]) -> dict | None:
     """The int8 comparison a version's `quantize.*` tags recorded."""
-    return _recorded(tags, "quantize", INT8_VERSION_TAG,
-                     ("accuracy_drop", "max_accuracy_drop", "size_ratio", "latency_ratio"))
+    return _recorded(tags, "quantize", INT8_VERSION_TAG, RATIOS)
+
+
+def recorded_variant(tags: dict[str, str], section: str, version_tag: str) -> dict | None:
+    """A distillation's or pruning's comparison as a version's `<section>.*` tags recorded."""
+    return _recorded(tags, section, version_tag, (*RATIOS, "gzip_ratio"))
 
 
 def recorded_onnx(tags: dict[str, str]) -> dict | None:
@@ -197,6 +231,7 @@ def collect_lineage(params: Params, paths: Catalog, validation: dict, frame: pd.
         "dvc_data_md5": dvc_data_md5(paths.data) or "not tracked by dvc",
         "model_hash": tree_sha256(paths.model),  # recorded again, with per-file digests, on the version
         "test_data_hash": frozen_test_hash(frame),
+        "split_rows": split_rows(paths.splits_csv),
         "validation_report": str(paths.validation_json),
     }
 
@@ -249,6 +284,7 @@ def log_pyfunc(client: MlflowClient, model_dir: Path, name: str, artifact_name: 
     for modality, entry in read_base_weights(model_dir).items():  # frozen weights: once per content hash
         store_blob(client, find_base_weights(entry["sha256"], entry.get("source"), f"{model_dir} [{modality}]"),
                    entry["sha256"], entry["file"])
+    classes, modalities = folder_facts(model_dir)
     with quiet_log_model():
         info = mlflow.pyfunc.log_model(
             name=artifact_name,
@@ -257,8 +293,11 @@ def log_pyfunc(client: MlflowClient, model_dir: Path, name: str, artifact_name: 
             code_paths=[str(Path(mmops.__file__).parent)],
             pip_requirements=pip_requirements(),
             model_config={k: tags[k] for k in (MODEL_HASH_TAG, MODEL_FILES_TAG, SIGNATURE_TAG) if k in tags},
+            signature=pyfunc_signature(classes, modalities),
+            input_example=input_example(modalities),  # MLflow runs the model on it once, here
         )
-    created = mlflow.register_model(info.model_uri, name, tags=tags | {"gate.decision": "pending"})
+    created = mlflow.register_model(info.model_uri, name,
+                                    tags=tags | facts_tags(classes, modalities) | {"gate.decision": "pending"})
     return str(created.version)
 
 
@@ -270,6 +309,7 @@ def build_gate(params: Params, paths: Catalog, metrics: dict, frame: pd.DataFram
     same_data = same_test_data_rule(evaluated_on, dataset_hash(paths.data))
     rules = applicable(params.gate, params.model.active())
     keys = list(rules.regression)
+    cv = cv_rules(rules.cv, read_cv_report(paths.metrics), training_identity(params, paths.features)) if rules.cv else []
     challenger_scores: dict = {}
 
     def scores(v: str) -> dict:
@@ -287,10 +327,56 @@ def build_gate(params: Params, paths: Catalog, metrics: dict, frame: pd.DataFram
             champion_scores = {}
         return decide(
             metrics, champion_scores, True, rules, champion, challenger_scores=challenger_scores or None,
-            same_data=same_data, test_data_hash=test_hash,
+            same_data=same_data, test_data_hash=test_hash, cv=cv,
         )
 
     return gate
+
+
+def register_variant(client: MlflowClient, name: str, version: str, lineage: dict, variant: str, section: str,
+                     make: Callable[[Path], Any], summarize: Callable[[Any], dict]) -> tuple[Any, str | None]:
+    """Build a variant of fp32 `version` with `make(folder)` (it returns the comparison: `accepted`,
+    `markdown()`), log the comparison to the run (`<variant>_*` metrics, `gate/<section>.md`) and,
+    when accepted, register the folder as its own version (`mmops.variant=<variant>`,
+    `mmops.variant_of=<version>`) named by the fp32 version's `<section>.<variant>_version` tag. Both
+    versions get `<section>.decision` and `summarize(report)` as `<section>.*` tags.
+    Returns (the comparison, the variant's version or None)."""
+    with tempfile.TemporaryDirectory(prefix=f"mmops-{variant}-") as tmp:
+        out_dir = Path(tmp) / f"model_{variant}"
+        report = make(out_dir)
+        mlflow.log_metrics({f"{variant}_{k}": float(v) for k, v in report.model_dump().items()
+                            if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        mlflow.log_text(report.markdown(), f"gate/{section}.md")
+        variant_version = None
+        if report.accepted:
+            tags = {f"lineage.{k}": v for k, v in lineage.items() if k != "model_hash"} | {
+                "lineage.source_model_hash": lineage["model_hash"],
+                VARIANT_TAG: variant,
+                VARIANT_OF_TAG: version,
+            }
+            variant_version = log_pyfunc(client, out_dir, name, f"model_{variant}", tags)
+            client.set_model_version_tag(name, version, f"{section}.{variant}_version", variant_version)
+    summary = {"decision": "registered" if report.accepted else "rejected"} | summarize(report)
+    for key, value in summary.items():
+        for target in [version] + ([variant_version] if variant_version else []):
+            client.set_model_version_tag(name, target, f"{section}.{key}", str(value))
+    return report, variant_version
+
+
+def ratios(report: QuantizeReport | VariantReport) -> dict:
+    """The figures a compressed variant's tags record: accuracy drop and its limit, size and latency ratios."""
+    return {
+        "accuracy_drop": report.accuracy_drop,
+        "max_accuracy_drop": report.max_accuracy_drop,
+        "size_ratio": round(report.size_ratio, 4),
+        "latency_ratio": round(report.latency_ratio, 4),
+        f"latency_batch{report.latency_batch}_ratio": round(report.latency_batch_ratio, 4),
+    }
+
+
+def compressed_ratios(report: VariantReport) -> dict:
+    """`ratios`, and the gzipped checkpoint's (where pruning's zeros show)."""
+    return ratios(report) | {"gzip_ratio": round(report.gzip_ratio, 4)}
 
 
 def register_int8_variant(params: Params, paths: Catalog, client: MlflowClient, name: str, version: str,
@@ -301,32 +387,8 @@ def register_int8_variant(params: Params, paths: Catalog, client: MlflowClient, 
     """
     if not params.quantize.enabled:
         return None, None
-    with tempfile.TemporaryDirectory(prefix="mmops-int8-") as tmp:
-        int8_dir = Path(tmp) / "model_int8"
-        report = quantize_and_compare(paths.model, paths.features, params.quantize, int8_dir)
-        mlflow.log_metrics({f"int8_{k}": float(v) for k, v in report.model_dump().items() if not isinstance(v, bool)})
-        mlflow.log_text(report.markdown(), "gate/quantize.md")
-        int8_version = None
-        if report.accepted:
-            int8_tags = {f"lineage.{k}": v for k, v in lineage.items() if k != "model_hash"} | {
-                "lineage.source_model_hash": lineage["model_hash"],
-                "mmops.variant": "int8",
-                "mmops.variant_of": version,
-            }
-            int8_version = log_pyfunc(client, int8_dir, name, "model_int8", int8_tags)
-            client.set_model_version_tag(name, version, INT8_VERSION_TAG, int8_version)
-    summary = {
-        "decision": "registered" if report.accepted else "rejected",
-        "accuracy_drop": report.accuracy_drop,
-        "max_accuracy_drop": report.max_accuracy_drop,
-        "size_ratio": round(report.size_ratio, 4),
-        "latency_ratio": round(report.latency_ratio, 4),
-        f"latency_batch{report.latency_batch}_ratio": round(report.latency_batch_ratio, 4),
-    }
-    for key, value in summary.items():
-        for target in [version] + ([int8_version] if int8_version else []):
-            client.set_model_version_tag(name, target, f"quantize.{key}", str(value))
-    return report, int8_version
+    return register_variant(client, name, version, lineage, "int8", "quantize",
+                            lambda out: quantize_and_compare(paths.model, paths.features, params.quantize, out), ratios)
 
 
 def register_onnx_variant(params: Params, paths: Catalog, client: MlflowClient, name: str, version: str,
@@ -337,33 +399,40 @@ def register_onnx_variant(params: Params, paths: Catalog, client: MlflowClient, 
     None) when `onnx.enabled` is off."""
     if not params.onnx.enabled:
         return None, None
-    with tempfile.TemporaryDirectory(prefix="mmops-onnx-") as tmp:
-        onnx_dir = Path(tmp) / "model_onnx"
-        report = export_and_compare(paths.model, paths.features, params.onnx, onnx_dir)
-        mlflow.log_metrics({f"onnx_{k}": float(v) for k, v in report.model_dump().items()
-                            if isinstance(v, (int, float)) and not isinstance(v, bool)})
-        mlflow.log_text(report.markdown(), "gate/onnx.md")
-        onnx_version = None
-        if report.accepted:
-            onnx_tags = {f"lineage.{k}": v for k, v in lineage.items() if k != "model_hash"} | {
-                "lineage.source_model_hash": lineage["model_hash"],
-                VARIANT_TAG: "onnx",
-                "mmops.variant_of": version,
-            }
-            onnx_version = log_pyfunc(client, onnx_dir, name, "model_onnx", onnx_tags)
-            client.set_model_version_tag(name, version, ONNX_VERSION_TAG, onnx_version)
-    summary = {"decision": "registered" if report.accepted else "rejected", "max_abs_diff": report.max_abs_diff}
-    if report.exported:
-        summary |= {"max_abs_diff_probs": f"{report.max_abs_diff_probs:.3g}",
-                    "max_abs_diff_logits": f"{report.max_abs_diff_logits:.3g}",
-                    "size_ratio": round(report.size_ratio, 4), "latency_ratio": round(report.latency_ratio, 4),
-                    f"latency_batch{report.latency_batch}_ratio": round(report.latency_batch_ratio, 4)}
-    else:
-        summary["error"] = (report.error or "")[:4000]
-    for key, value in summary.items():
-        for target in [version] + ([onnx_version] if onnx_version else []):
-            client.set_model_version_tag(name, target, f"onnx.{key}", str(value))
-    return report, onnx_version
+
+    def summarize(report: OnnxReport) -> dict:
+        if not report.exported:
+            return {"max_abs_diff": report.max_abs_diff, "error": (report.error or "")[:4000]}
+        return {"max_abs_diff": report.max_abs_diff,
+                "max_abs_diff_probs": f"{report.max_abs_diff_probs:.3g}",
+                "max_abs_diff_logits": f"{report.max_abs_diff_logits:.3g}",
+                "size_ratio": round(report.size_ratio, 4), "latency_ratio": round(report.latency_ratio, 4),
+                f"latency_batch{report.latency_batch}_ratio": round(report.latency_batch_ratio, 4)}
+
+    return register_variant(client, name, version, lineage, "onnx", "onnx",
+                            lambda out: export_and_compare(paths.model, paths.features, params.onnx, out), summarize)
+
+
+def register_distilled_variant(params: Params, paths: Catalog, client: MlflowClient, name: str, version: str,
+                               lineage: dict) -> tuple[VariantReport | None, str | None]:
+    """Train a smaller student on the fp32 model's soft labels (mmops/compress/distill.py); register it
+    (`champion_distilled` follows the champion to it) when the accuracy drop is within
+    `distill.max_accuracy_drop`. (None, None) when `distill.enabled` is off."""
+    if not params.distill.enabled:
+        return None, None
+    return register_variant(client, name, version, lineage, "distilled", "distill", lambda out: distill_and_compare(
+        paths.model, paths.features, paths.cache, params.distill, out), compressed_ratios)
+
+
+def register_pruned_variant(params: Params, paths: Catalog, client: MlflowClient, name: str, version: str,
+                            lineage: dict) -> tuple[VariantReport | None, str | None]:
+    """Prune and fine-tune a copy of the fp32 model (mmops/compress/prune.py); register it
+    (`champion_pruned` follows the champion to it) when the accuracy drop is within
+    `prune.max_accuracy_drop`. (None, None) when `prune.enabled` is off."""
+    if not params.prune.enabled:
+        return None, None
+    return register_variant(client, name, version, lineage, "pruned", "prune", lambda out: prune_and_compare(
+        paths.model, paths.features, paths.cache, params.prune, out), compressed_ratios)
 
 
 def tag_version(client: MlflowClient, name: str, version: str, decision: GateDecision, lineage: dict,

@@ -195,7 +195,7 @@ class TrainRecipe:
         # frozen encoders run once per shard content, cached across runs; augmented inputs change every epoch
         cache = self.paths.embeddings
         augmented = augmented_modalities(self.cfg.augment, splits["train"].rows(torch.tensor([0])))
-        self.train_set = embedded_view(self.model, splits["train"], cache, skip=augmented)
+        self.train_set = self.training_view(embedded_view(self.model, splits["train"], cache, skip=augmented))
         self.val_set = embedded_view(self.model, splits["val"], cache)
         self.loader, self.plan = planned_loader(
             self.train_set, self.dist.world_size, self.dist.rank, self.cfg.num_workers, self.device.type == "cuda"
@@ -285,6 +285,8 @@ class TrainRecipe:
                     if self.dist.is_main:
                         console.print(f"early stop: no val improvement for {self.stale} epochs")
                     self.stopped = True
+            if self.epoch_done(row):
+                self.stopped = True
             self.save_last(epoch, trained)
         return {
             "best_epoch": self.best_epoch,
@@ -318,7 +320,7 @@ class TrainRecipe:
             with self._autocast():
                 # sum over my rows / global batch size, times world (DDP averages gradients over
                 # ranks): the gradient is exactly the global batch's mean-loss gradient
-                loss_sum = F.cross_entropy(self.forward(batch), batch["labels"], reduction="sum")
+                loss_sum = self.loss_sum(self.forward(batch), batch)
                 loss = loss_sum * world / global_size
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
@@ -331,6 +333,21 @@ class TrainRecipe:
             total += loss_sum.item()
             seen += len(batch["labels"])
         return total / max(seen, 1)
+
+    # Seams a recipe built on this one overrides: distillation adds the teacher's logits
+    # (mmops/compress/distill.py), tuning prunes trials (mmops/experiments/tune.py).
+    def training_view(self, split: SplitView) -> SplitView:
+        """The training rows as the loader reads them."""
+        return split
+
+    def loss_sum(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
+        """The batch's loss summed over its rows: cross-entropy on the hard labels."""
+        return F.cross_entropy(logits, batch["labels"], reduction="sum")
+
+    def epoch_done(self, row: dict) -> bool:
+        """Called with each epoch's history row (val metrics included); True stops training here
+        (mmops/experiments/tune.py prunes a trial this way)."""
+        return False
 
     @torch.no_grad()
     def evaluate_split(self, data: SplitView, drop: frozenset[str] = frozenset()) -> dict:

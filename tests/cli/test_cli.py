@@ -13,7 +13,7 @@ from mmops.catalog import VALIDATION_JSON
 MMOPS = [str(Path(sys.executable).parent / "mmops")]
 COMMANDS = [
     "demo-data", "validate", "preprocess", "train", "evaluate", "register", "promote", "rollback", "release", "history", "gc", "env", "ui",
-    "ablate", "run", "schedule", "serve", "predict", "profile",
+    "ablate", "run", "schedule", "serve", "predict", "profile", "cv", "tune", "monitor",
 ]
 
 

@@ -15,6 +15,7 @@ from mmops.registry.promotion import (
     actor,
     compare_and_set,
     current_version,
+    history_run_id,
     lock_model_name,
     previous_champion,
     promote,
@@ -147,7 +148,7 @@ def test_history_tag_stays_within_the_store_limit(model):
     client, name = model
     rules = {f"floor.metric_{i:03d}": "pass value=0.123456 threshold=0.1 " + "x" * 40 for i in range(120)}
     compare_and_set(client, name, "1", None, action="promote", reason="many rules", rules=rules)
-    tags = client.get_registered_model(name).tags
+    tags = client.get_run(history_run_id(client.get_registered_model(name).tags)).data.tags
     values = [v for k, v in tags.items() if k.startswith(HISTORY_PREFIX)]
     assert len(values) == 1 and len(values[0]) <= MAX_TAG_CHARS
     assert set(read_history(client, name)[0].rules.values()) == {"pass"}
