@@ -106,7 +106,7 @@ def store_blob(client, path: Path, sha256: str, name: str | None = None) -> str:
 
 
 # what `mlflow.pyfunc.log_model` says about every mmops registration and is expected: the pyfunc
-# is models-from-code (no pickle), and its input is a raw media frame no signature describes
+# is models-from-code (no pickle), and its type hints infer no signature (an explicit one is given)
 EXPECTED_LOG_MODEL_WARNINGS = (
     "Passing a Python object as `python_model`",
     "Failed to infer model signature: Type hint",
