@@ -35,8 +35,9 @@ def _log_config(params: Path, log_dir: str | None, no_log: bool):
 
 def _log_line(config) -> str:
     from mmops.monitor.log import resolve_dir
+    from mmops.monitor.pgstore import redact
 
-    return f"prediction log: {resolve_dir(config.dir)}" if config.enabled else "prediction log: off"
+    return f"prediction log: {redact(resolve_dir(config.dir))}" if config.enabled else "prediction log: off"
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -64,7 +65,7 @@ def serve_command(
         bool, typer.Option("--insecure-no-auth", help="allow a non-loopback --host without MMOPS_SERVE_TOKEN")
     ] = False,
     log_dir: Annotated[
-        Optional[str], typer.Option(help="prediction log folder or s3:// URI (default: params monitor.log.dir)")
+        Optional[str], typer.Option(help="prediction log folder, s3:// or postgresql:// URI (default: params monitor.log.dir)")
     ] = None,
     no_log: Annotated[
         bool, typer.Option("--no-log", help="log no predictions (POST /feedback then answers 409)")
@@ -131,7 +132,7 @@ def predict_command(
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="rows per forward")] = 64,
     log_dir: Annotated[
-        Optional[str], typer.Option(help="prediction log folder or s3:// URI (default: params monitor.log.dir)")
+        Optional[str], typer.Option(help="prediction log folder, s3:// or postgresql:// URI (default: params monitor.log.dir)")
     ] = None,
     no_log: Annotated[
         bool, typer.Option("--no-log", help="do not append these predictions to the prediction log")

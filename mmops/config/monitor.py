@@ -19,7 +19,8 @@ class PredictionLogConfig(Strict):
     enabled: bool = Field(True, description="append every prediction (and POST /feedback) to the log")
     dir: str = Field(
         ".mmops/predictions",
-        description="a folder (relative: to the project root) or an s3://bucket/prefix URI (env AWS_* / AWS_ENDPOINT_URL)",
+        description="a folder (relative: to the project root), an s3://bucket/prefix URI (env AWS_* / AWS_ENDPOINT_URL) "
+        "or a postgresql://user@host:port/dbname URI (password: PGPASSWORD or ~/.pgpass; ?table_prefix=, default mmops_log)",
     )
     max_rows_per_file: int = Field(10_000, ge=1, description="a Parquet file is closed (rotated) at this many rows")
     max_files: int = Field(100, ge=1, description="prediction files kept (feedback files likewise); the oldest go first")

@@ -14,66 +14,19 @@ pair. The usual rates (8k, 11.025k, 16k, 22.05k, 32k, 44.1k, 48k, 96k, 192k) con
 
 from __future__ import annotations
 
-import io
 import math
-from contextlib import contextmanager
 from fractions import Fraction
-from typing import Iterator
 
 import numpy as np
-import soundfile as sf
 import torch
 import torchaudio
 from scipy.signal import resample_poly
 
 from mmops.config import AudioFeatures
+from mmops.features.media import open_audio, read_mono
 from mmops.models.windows import MEL_FLOOR, mel_frames
 
-SAMPLE_RATES = (1_000, 192_000)  # Hz accepted from a file's header
-MAX_CHANNELS = 8
 MAX_RATIO_TERM = 1_000  # bound on up and down of the resampling ratio (filter taps ~ 20x this)
-BLOCK_FRAMES = 65_536  # frames decoded (all channels) at a time
-
-
-class AudioRefused(ValueError):
-    """An audio file refused from its header, before any sample is decoded."""
-
-
-def header_problem(rate: int, channels: int, max_channels: int = MAX_CHANNELS) -> str | None:
-    """Why a file with this header is refused before decoding, or None."""
-    lo, hi = SAMPLE_RATES
-    if not lo <= rate <= hi:
-        return f"sample rate {rate} Hz is outside {lo}..{hi} Hz"
-    if not 1 <= channels <= max_channels:
-        return f"{channels} channels, above the {max_channels}-channel limit"
-    return None
-
-
-@contextmanager
-def open_audio(data: bytes, max_channels: int = MAX_CHANNELS) -> Iterator[sf.SoundFile]:
-    """The file's header parsed and checked (`header_problem`: `AudioRefused`), nothing decoded yet."""
-    with sf.SoundFile(io.BytesIO(data)) as f:
-        problem = header_problem(f.samplerate, f.channels, max_channels)
-        if problem:
-            raise AudioRefused(f"audio refused before decoding: {problem}")
-        yield f
-
-
-def read_mono(f: sf.SoundFile, frames: int) -> np.ndarray:
-    """At most `frames` frames from `f`'s position, downmixed to mono float32 block by block."""
-    if f.frames > 0:
-        frames = min(frames, f.frames - f.tell())
-    out = np.empty(max(frames, 0), np.float32)
-    block = np.empty((min(BLOCK_FRAMES, len(out)), f.channels), np.float32)
-    n = 0
-    while n < len(out):
-        k = min(len(block), len(out) - n)
-        got = f.read(frames=k, out=block[:k])
-        if len(got) == 0:
-            break
-        out[n : n + len(got)] = got[:, 0] if f.channels == 1 else got.mean(axis=1, dtype=np.float32)
-        n += len(got)
-    return out[:n]
 
 
 def rate_ratio(rate: int, target: int) -> tuple[int, int]:

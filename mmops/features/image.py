@@ -15,33 +15,12 @@ import torch
 from PIL import Image
 
 from mmops.config import ImageFeatures
-
-MAX_PIXELS = 40_000_000  # refused before decoding: a 40 MP photo is already far above any model input
-BACKGROUND = (255, 255, 255)  # what transparent pixels are composited onto
+from mmops.features.media import MAX_PIXELS, open_image, to_mode
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_DROP = {0xE1, 0xED, 0xFE}  # APP1 (EXIF, XMP), APP13 (IPTC), COM
 PNG_DROP = {b"eXIf", b"tEXt", b"zTXt", b"iTXt", b"tIME"}
 WEBP_DROP = {b"EXIF", b"XMP "}
-
-
-class ImageRefused(ValueError):
-    """An image refused from its header, before any pixel is decoded."""
-
-
-def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """The image with only its header read; `ImageRefused` when it has more than `max_pixels` pixels
-    (`PIL.UnidentifiedImageError` when it is no image Pillow knows)."""
-    try:
-        img = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as err:  # PIL's own limit, far above ours
-        raise ImageRefused(f"image refused before decoding: {str(err).split(',')[0]}") from None
-    width, height = img.size
-    if width * height > max_pixels:
-        img.close()
-        raise ImageRefused(f"image refused before decoding: {width}x{height} px is above the "
-                         f"{max_pixels:,}-pixel limit")
-    return img
 
 
 def _strip_jpeg(data: bytes) -> bytes:
@@ -132,16 +111,6 @@ def per_channel(values: float | list[float], channels: int) -> torch.Tensor:
     return torch.tensor(v * channels if len(v) == 1 else v, dtype=torch.float32).view(channels, 1, 1)
 
 
-def _to_mode(img: Image.Image, mode: str) -> Image.Image:
-    """RGB or L from any PIL mode: alpha composited on `BACKGROUND`, 16-bit grey scaled to 8 bits."""
-    if img.mode in ("I", "I;16", "I;16B", "I;16L"):
-        img = Image.fromarray((np.asarray(img, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8), "L")
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        flat = Image.new("RGBA", img.size, BACKGROUND + (255,))
-        img = Image.alpha_composite(flat, img.convert("RGBA"))
-    return img.convert(mode)
-
-
 class ImageTransform:
     """Image bytes -> tensor (C, size, size), C = `cfg.channels`, normalised per channel.
 
@@ -165,7 +134,7 @@ class ImageTransform:
             width, height = img.size
             if img.format == "JPEG":
                 img.draft(self.mode, self._scaled(width, height))
-            pixels = self._fit(_to_mode(img, self.mode))
+            pixels = self._fit(to_mode(img, self.mode))
         x = torch.from_numpy(pixels).permute(2, 0, 1)
         return ((x - self.mean) / self.std).contiguous()
 

@@ -1,7 +1,7 @@
 """The prediction log: what the served model saw and answered, and the labels that came back.
 
 `PredictionLog.record` only puts rows on a bounded queue (when it is full the rows are dropped and
-counted: serving never waits on the log); a background thread computes the summary features
+counted: serving never waits on the log); a writer process computes the summary features
 (`mmops.monitor.summary`, never the raw text or media) and writes Parquet under `config.dir`:
 
     predictions-<UTC start>-<writer>.parquet   request_id, time, model_name, model_version, label,
@@ -15,6 +15,10 @@ it holds `max_rows_per_file` rows, then the next one starts; beyond `max_files` 
 oldest are deleted. Several writers (a server, a `mmops predict` run) share a folder: each names its
 own files. `dir` is a folder (relative: to the project root) or an `s3://bucket/prefix` URI
 (credentials and endpoint from the AWS_* environment, or `?endpoint_override=host:port` in the URI).
+
+`dir` may also be a `postgresql://user@host:port/dbname` URI: the same rows then go to tables (one
+COPY per flush, each kind bounded to `max_rows_per_file * max_files` rows, the oldest deleted) and
+drift.json to a documents table; the readers below return the same frames (`mmops.monitor.pgstore`).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import pyarrow.parquet as pq
 
 from mmops.config.monitor import PredictionLogConfig
 from mmops.env import project_root
+from mmops.monitor import pgstore
 from mmops.monitor.summary import SUMMARY_COLUMNS, summarize
 
 log = logging.getLogger("mmops.monitor")
@@ -151,35 +156,48 @@ class _Sink:
                 pass
 
 
+def _open_sink(dir: str, kind: str, writer: str, config: PredictionLogConfig) -> Any:
+    """Where the writer appends rows of `kind`: rotated Parquet files in a folder or under an s3:// prefix,
+    or a PostgreSQL table bounded to as many rows as those files hold (`mmops.monitor.pgstore`)."""
+    if pgstore.is_postgres(dir):
+        return pgstore.PgSink(dir, kind, config.max_rows_per_file, config.max_files)
+    fs, root = _filesystem(dir)
+    return _Sink(fs, root, kind, writer, config.max_rows_per_file, config.max_files)
 
-class _Flush:
-    def __init__(self) -> None:
-        self.done = threading.Event()
 
-
-_STOP = object()
+FLUSH, STOP = "flush", "stop"
+# Counters in shared memory, each written by the writer process only (so no lock crosses processes: a
+# writer killed mid-update can never block a request) and read by the server.
+_WRITTEN, _FEEDBACK_WRITTEN, _WRITER_DROPPED, _BYTES_TAKEN, _FLUSHED = range(5)
 
 
 class PredictionLog:
-    """Append predictions and feedback to the log folder from a background thread (see the module doc)."""
+    """Append predictions and feedback to the log from a writer process (see the module doc).
+
+    The server only puts rows on a bounded queue: summaries and writes run in a child process at
+    the lowest CPU priority, so they neither hold the server's GIL nor take a core from a request.
+    The child is forked from a fork server that has this module loaded (the first log of a process
+    waits about a second for it) and gets this process's environment as it is now (AWS_* / PG*
+    credentials)."""
 
     def __init__(self, config: PredictionLogConfig, model_name: str) -> None:
         self.config = config
         self.model_name = model_name
         self.dir = resolve_dir(config.dir)
-        self.fs, self.root = _filesystem(config.dir)
-        writer = uuid.uuid4().hex[:8]
-        self._sinks = {kind: _Sink(self.fs, self.root, kind, writer, config.max_rows_per_file, config.max_files)
-                       for kind in (PREDICTIONS, FEEDBACK)}
-        self._queue: queue.Queue = queue.Queue(maxsize=config.queue_rows)
+        ctx = _context()
+        self._queue = ctx.Queue(maxsize=config.queue_rows)
+        self._shared = ctx.RawArray("q", 5)
+        self._bytes_put = 0  # media bytes queued so far; minus the writer's _BYTES_TAKEN: still waiting
+        self._max_bytes = int(config.queue_mb * 2**20)
         self._lock = threading.Lock()
-        self._queued_bytes, self._max_bytes = 0, int(config.queue_mb * 2**20)
-        self.dropped = 0  # rows refused by a full queue or lost to a failed write
-        self.rows = 0  # prediction rows written
-        self.feedback_rows = 0
-        self._thread = threading.Thread(target=self._run, name="mmops-prediction-log", daemon=True)
+        self._dropped = 0  # rows this side refused (queue full, log closed)
+        self._flushes = 0
         self._closed = False
-        self._thread.start()
+        self._process: Any = ctx.Process(
+            target=_writer_main, name="mmops-prediction-log", daemon=True,
+            args=(self._queue, self._shared, config, model_name, self.dir, uuid.uuid4().hex[:8],
+                  dict(os.environ)))
+        self._process.start()
 
     # -- producers (any thread; never block unless asked to) --
 
@@ -194,15 +212,17 @@ class PredictionLog:
         for request_id, row, prediction in zip(request_ids, rows, predictions):
             size = _media_size(row)
             with self._lock:
-                room = self._queued_bytes + size <= self._max_bytes or wait
+                room = self._bytes_put - self._shared[_BYTES_TAKEN] + size <= self._max_bytes or wait
                 if room:
-                    self._queued_bytes += size
-            if room and self._put((PREDICTIONS, now, size, request_id, row, prediction), wait):
+                    self._bytes_put += size
+            item = (PREDICTIONS, now, size, request_id, _plain(row), _plain(prediction))
+            if room and self._put(item, wait):
                 queued += 1
                 continue
             if room:
-                self._release(size)
-            if not wait:
+                with self._lock:
+                    self._bytes_put -= size
+            if not wait or not self._process.is_alive():
                 self._count_dropped(len(request_ids) - queued)
                 break
         return queued
@@ -215,35 +235,49 @@ class PredictionLog:
         return False
 
     def _put(self, item: tuple, wait: bool) -> bool:
-        if self._closed:
-            return False
-        try:
-            self._queue.put(item, block=wait)
-            return True
-        except queue.Full:
-            return False
-
-    def _release(self, size: int) -> None:
-        with self._lock:
-            self._queued_bytes -= size
+        """Queue `item`; with `wait`, wait for room while the writer lives."""
+        while not self._closed or item[0] == STOP:
+            try:
+                self._queue.put(item, block=wait, timeout=1.0 if wait else None)
+                return True
+            except queue.Full:
+                if not (wait and self._process.is_alive()):  # a dead writer frees no room
+                    return False
+        return False
 
     def _count_dropped(self, n: int) -> None:
         with self._lock:
-            self.dropped += n
+            self._dropped += n
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Write everything queued so far; True once it is on disk (False on timeout)."""
-        marker = _Flush()
-        self._queue.put(marker)
-        return marker.done.wait(timeout)
+        """Write everything queued so far; True once it is stored (False on timeout or a dead writer)."""
+        with self._lock:
+            self._flushes += 1
+            seq = self._flushes
+        if not self._put((FLUSH, seq), wait=True):
+            return False
+        deadline = math.inf if timeout is None else time.monotonic() + timeout
+        while self._shared[_FLUSHED] < seq:
+            if time.monotonic() >= deadline or not self._process.is_alive():
+                return False
+            time.sleep(0.01)
+        return True
 
     def close(self, timeout: float | None = 30.0) -> None:
         """Write what is queued and stop the writer (idempotent)."""
         if self._closed:
             return
         self._closed = True
-        self._queue.put(_STOP)
-        self._thread.join(timeout)
+        if self._put((STOP,), wait=True):
+            self._process.join(timeout)
+        if self._process.is_alive():
+            log.warning("prediction log: the writer did not finish within %ss; stopped", timeout)
+            self._process.terminate()
+            self._process.join(5)
+        if self._process.exitcode != 0:  # what is still queued is lost: never wait on a pipe nobody reads
+            self._queue.cancel_join_thread()
+        self._queue.close()
+        self._queue.join_thread()
 
     def __enter__(self) -> "PredictionLog":
         return self
@@ -251,50 +285,104 @@ class PredictionLog:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    @property
+    def rows(self) -> int:
+        """Prediction rows written."""
+        return int(self._shared[_WRITTEN])
+
+    @property
+    def feedback_rows(self) -> int:
+        return int(self._shared[_FEEDBACK_WRITTEN])
+
+    @property
+    def dropped(self) -> int:
+        """Rows refused by a full queue, or lost to a row or a write that failed."""
+        return self._dropped + int(self._shared[_WRITER_DROPPED])
+
+    @property
+    def writer_pid(self) -> int | None:
+        return self._process.pid
+
     def stats(self) -> dict[str, int]:
         return {"rows": self.rows, "feedback": self.feedback_rows, "dropped": self.dropped}
 
-    # -- the writer thread --
 
-    def _run(self) -> None:
-        _yield_to_serving()
-        pending: dict[str, list[dict]] = {PREDICTIONS: [], FEEDBACK: []}
+def _context() -> Any:
+    """Fork-server processes: a clean, single-threaded parent (never fork a serving process's threads)
+    that has this module loaded once, so a writer starts in milliseconds."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
+    return ctx
+
+
+def _plain(value: Mapping[str, Any]) -> dict[str, Any]:
+    """A row or answer as a plain dict of picklable values (a memoryview becomes bytes)."""
+    return {k: bytes(v) if isinstance(v, memoryview) else v for k, v in value.items()}
+
+
+def _writer_main(items: Any, shared: Any, config: PredictionLogConfig, model_name: str, dir: str,
+                 writer: str, env: dict[str, str]) -> None:
+    """The writer process: lowest priority, deaf to Ctrl-C (the server closes it), stops when told or
+    when the server is gone."""
+    import multiprocessing
+    import signal
+
+    os.environ.clear()
+    os.environ.update(env)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, 19)
+    except OSError:  # not allowed: the default priority
+        pass
+    parent = multiprocessing.parent_process()
+    _Writer(config, model_name, dir, writer, shared).run(items, lambda: parent is None or parent.is_alive())
+
+
+class _Writer:
+    """Summarise queued rows and write them every `flush_seconds`, on a flush request, or at a full file."""
+
+    def __init__(self, config: PredictionLogConfig, model_name: str, dir: str, writer: str, shared: Any) -> None:
+        self.config, self.model_name, self.dir, self.shared = config, model_name, dir, shared
+        self.sinks = {kind: _open_sink(dir, kind, writer, config) for kind in (PREDICTIONS, FEEDBACK)}
+        self.pending: dict[str, list[dict]] = {PREDICTIONS: [], FEEDBACK: []}
+
+    def run(self, items: Any, server_alive: Any) -> None:
         deadline = time.monotonic() + self.config.flush_seconds
         while True:
             try:
-                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                item = items.get(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
             except queue.Empty:
-                item = None
-            markers = []
-            stop = item is _STOP
-            if isinstance(item, _Flush):
-                markers.append(item)
-            elif isinstance(item, tuple):
-                self._add(pending, item)
-                time.sleep(0)  # hand the GIL to a waiting request after each row, not after the 5 ms switch interval
-            if not (stop or markers or time.monotonic() >= deadline
-                    or len(pending[PREDICTIONS]) >= self.config.max_rows_per_file):
-                continue
-            self._write(pending)
-            deadline = time.monotonic() + self.config.flush_seconds
-            for marker in markers:
-                marker.done.set()
-            if stop:
+                item = (STOP,) if not server_alive() else None
+            kind = item[0] if item else None
+            if kind in (PREDICTIONS, FEEDBACK):
+                self._add(item)
+            if kind in (FLUSH, STOP) or time.monotonic() >= deadline \
+                    or len(self.pending[PREDICTIONS]) >= self.config.max_rows_per_file:
+                self._write()
+                deadline = time.monotonic() + self.config.flush_seconds
+            if kind == FLUSH:
+                self.shared[_FLUSHED] = max(self.shared[_FLUSHED], item[1])
+            if kind == STOP:
                 return
 
-    def _add(self, pending: dict[str, list[dict]], item: tuple) -> None:
+    def _count(self, slot: int, n: int) -> None:
+        self.shared[slot] += n
+
+    def _add(self, item: tuple) -> None:
         kind, now, *rest = item
         try:
             if kind == FEEDBACK:
                 request_id, label = rest
-                pending[FEEDBACK].append({"request_id": request_id, "label": label, "time": now})
+                self.pending[FEEDBACK].append({"request_id": request_id, "label": label, "time": now})
             else:
                 size, *rest = rest
-                self._release(size)
-                pending[PREDICTIONS].append(self._prediction_row(now, *rest))
+                self._count(_BYTES_TAKEN, size)
+                self.pending[PREDICTIONS].append(self._prediction_row(now, *rest))
         except Exception as err:  # a row that cannot be summarised must not stop the writer
             log.warning("prediction log: row dropped (%s: %s)", type(err).__name__, err)
-            self._count_dropped(1)
+            self._count(_WRITER_DROPPED, 1)
 
     def _prediction_row(self, now: datetime, request_id: str, row: Mapping[str, Any],
                         prediction: Mapping[str, Any]) -> dict:
@@ -313,33 +401,19 @@ class PredictionLog:
                 out[f"{name}_sha256"] = hashlib.sha256(data).hexdigest() if data else None
         return out
 
-    def _write(self, pending: dict[str, list[dict]]) -> None:
-        for kind, rows in pending.items():
+    def _write(self) -> None:
+        for kind, rows in self.pending.items():
             if not rows:
                 continue
             try:
                 for table in _tables(kind, rows):
-                    self._sinks[kind].write(table)
-                with self._lock:
-                    if kind == PREDICTIONS:
-                        self.rows += len(rows)
-                    else:
-                        self.feedback_rows += len(rows)
+                    self.sinks[kind].write(table)
+                self._count(_WRITTEN if kind == PREDICTIONS else _FEEDBACK_WRITTEN, len(rows))
             except Exception as err:  # a full disk or an unreachable bucket: count, keep serving
                 log.warning("prediction log: %d %s rows not written to %s (%s: %s)",
-                            len(rows), kind, self.dir, type(err).__name__, err)
-                self._count_dropped(len(rows))
+                            len(rows), kind, pgstore.redact(self.dir), type(err).__name__, err)
+                self._count(_WRITER_DROPPED, len(rows))
             rows.clear()
-
-
-def _yield_to_serving() -> None:
-    """Run the calling (writer) thread at the lowest CPU priority (Linux: a thread is a task with its
-    own nice value), so that on busy cores the model and request threads go first; the queue absorbs
-    the delay and drops (counted) only when it is full."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-    except (AttributeError, OSError):  # not Linux, or not allowed: the default priority
-        pass
 
 
 def _media_size(row: Mapping[str, Any]) -> int:
@@ -388,8 +462,11 @@ def record_manifest(plog: PredictionLog, data_dir: str | Path, predictions: pd.D
 
 def read_feedback(dir: str | Path) -> pd.DataFrame:
     """Every feedback row (request_id, label, time), oldest first."""
-    fs, root = _filesystem(dir)
-    frames = [f for f in (_read(fs, p) for p in _files(fs, root, FEEDBACK)) if f is not None and len(f)]
+    if pgstore.is_postgres(dir):
+        frames = [f for f in [pgstore.read_rows(str(dir), FEEDBACK)] if len(f)]
+    else:
+        fs, root = _filesystem(dir)
+        frames = [f for f in (_read(fs, p) for p in _files(fs, root, FEEDBACK)) if f is not None and len(f)]
     if not frames:
         return pd.DataFrame({"request_id": pd.Series(dtype=object), "label": pd.Series(dtype=object),
                              "time": pd.Series(dtype="datetime64[us, UTC]")})
@@ -403,9 +480,14 @@ def read_log(dir: str | Path, since: datetime | None = None, until: datetime | N
     the `last` n), with `true_label` from the feedback (the latest per request id; NaN where none
     came). `columns` limits what is read (the base columns are always read). Several models may
     share a folder: give `model_name` with `model_version`."""
-    fs, root = _filesystem(dir)
     wanted = None if columns is None else list(dict.fromkeys([*BASE_COLUMNS, *columns]))
-    frames = [f for f in (_read(fs, p, wanted) for p in _files(fs, root, PREDICTIONS)) if f is not None and len(f)]
+    if pgstore.is_postgres(dir):  # the same filters, in SQL
+        frames = [f for f in [pgstore.read_rows(
+            str(dir), PREDICTIONS, wanted, since=_utc(since), until=_utc(until), last=last,
+            model_version=None if model_version is None else str(model_version), model_name=model_name)] if len(f)]
+    else:
+        fs, root = _filesystem(dir)
+        frames = [f for f in (_read(fs, p, wanted) for p in _files(fs, root, PREDICTIONS)) if f is not None and len(f)]
     if frames:
         frame = pd.concat(frames, ignore_index=True)
     else:
@@ -432,6 +514,8 @@ def read_log(dir: str | Path, since: datetime | None = None, until: datetime | N
 def logged_request_ids(dir: str | Path, ids: Iterable[str]) -> set[str]:
     """Which of `ids` the prediction log holds (reads only its request_id column)."""
     wanted = set(ids)
+    if pgstore.is_postgres(dir):
+        return pgstore.logged_ids(str(dir), wanted)
     fs, root = _filesystem(dir)
     found: set[str] = set()
     for path in _files(fs, root, PREDICTIONS):
@@ -500,21 +584,28 @@ class LogStatus:
                 self.live = live_metrics(frame)
                 self._live_key, self._live_at = key, time.monotonic()
             except Exception as err:
-                log.warning("live metrics from %s failed (%s: %s)", self.dir, type(err).__name__, err)
+                log.warning("live metrics from %s failed (%s: %s)", pgstore.redact(self.dir), type(err).__name__, err)
         self._refresh_drift()
 
     def _refresh_drift(self) -> None:
-        fs, root = _filesystem(self.dir)
-        path = f"{root}/{DRIFT_FILE}"
-        try:
-            info = fs.get_file_info(path)
-            if info.type != pafs.FileType.File:
-                self.drift, self._drift_mtime = None, None
-                return
-            if info.mtime == self._drift_mtime:
-                return
+        """Re-read drift.json when its stamp changed: a file's mtime, a PostgreSQL document's version."""
+
+        def read_file() -> bytes:
             with fs.open_input_stream(path) as f:
-                self.drift = json.loads(f.read())
-            self._drift_mtime = info.mtime
+                return f.read()
+
+        try:
+            if pgstore.is_postgres(self.dir):
+                found = pgstore.read_document(self.dir, DRIFT_FILE)
+                stamp, read = (found[1], lambda: found[0]) if found else (None, None)
+            else:
+                fs, root = _filesystem(self.dir)
+                path = f"{root}/{DRIFT_FILE}"
+                info = fs.get_file_info(path)
+                stamp, read = (info.mtime, read_file) if info.type == pafs.FileType.File else (None, None)
+            if stamp is None:
+                self.drift, self._drift_mtime = None, None
+            elif stamp != self._drift_mtime:
+                self.drift, self._drift_mtime = json.loads(read()), stamp
         except (OSError, ValueError) as err:  # half-written or unreadable: keep the last one
-            log.warning("cannot read %s (%s: %s)", path, type(err).__name__, err)
+            log.warning("cannot read %s in %s (%s: %s)", DRIFT_FILE, pgstore.redact(self.dir), type(err).__name__, err)

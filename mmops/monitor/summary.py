@@ -26,8 +26,7 @@ from typing import Any
 import numpy as np
 
 from mmops.config import MODALITIES, Modality
-from mmops.features.audio import open_audio, read_mono
-from mmops.features.image import _to_mode, open_image
+from mmops.features.media import open_audio, open_image, read_mono, to_mode
 
 THUMBNAIL = 64  # px, longest side the image statistics are computed on
 AUDIO_SECONDS = 5.0  # decoded for rms and centroid; the duration is the header's
@@ -87,7 +86,7 @@ def image_summary(data: bytes | None) -> dict[str, float]:
             if img.format == "JPEG":
                 img.draft("RGB", (THUMBNAIL, THUMBNAIL))
             img.thumbnail((THUMBNAIL, THUMBNAIL))
-            rgb = np.asarray(_to_mode(img, "RGB"))
+            rgb = np.asarray(to_mode(img, "RGB"))
     except Exception:  # an undecodable image is present, with unknown statistics
         return out
     out["image.brightness"], out["image.colourfulness"] = brightness_colourfulness(rgb)

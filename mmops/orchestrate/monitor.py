@@ -33,6 +33,7 @@ from mmops.env import configure_tool_env  # noqa: F401
 from mmops.errors import UserError
 from mmops.monitor import drift
 from mmops.monitor.log import DRIFT_FILE, live_metrics, read_log, resolve_dir
+from mmops.monitor.pgstore import is_postgres, redact, write_document
 from mmops.monitor.reference import load_reference
 from mmops.monitor.report import render_html, render_markdown, summary_rows
 from mmops.monitor.summary import SUMMARY_COLUMNS
@@ -72,7 +73,7 @@ def read_window(log_dir: str, name: str, versions: list[str], last: int | None, 
     if last:
         frame = frame.tail(last).reset_index(drop=True)
     info = {"last": last, "minutes": minutes, "since": since.isoformat(timespec="seconds") if since else None,
-            "until": now.isoformat(timespec="seconds"), "versions": versions, "log": log_dir,
+            "until": now.isoformat(timespec="seconds"), "versions": versions, "log": redact(log_dir),
             "first": frame["time"].min().isoformat(timespec="seconds") if len(frame) else None}
     return frame, info
 
@@ -84,7 +85,10 @@ def reference_accuracy(client, name: str, version: str) -> float | None:
 
 
 def write_to_log_dir(log_dir: str, doc: dict) -> str:
-    """A copy of drift.json in the log folder (or bucket), where the server's /metrics reads it."""
+    """A copy of drift.json in the log folder (or bucket, or PostgreSQL table), where the server's /metrics reads it."""
+    if is_postgres(log_dir):
+        write_document(log_dir, DRIFT_FILE, json.dumps(doc, indent=2))
+        return f"{redact(log_dir)} ({DRIFT_FILE})"
     if "://" not in log_dir:
         return str(atomic_write_json(Path(log_dir) / DRIFT_FILE, doc))
     import pyarrow.fs as pafs

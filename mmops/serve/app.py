@@ -42,7 +42,14 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from mmops.inference.predict import predict_rows as inference_predict_rows
-from mmops.monitor.log import LogStatus, PredictionLog, RecentRequests, logged_request_ids, new_request_id
+from mmops.monitor.log import (
+    LogStatus,
+    PredictionLog,
+    RecentRequests,
+    logged_request_ids,
+    new_request_id,
+)
+from mmops.monitor.pgstore import redact
 from mmops.serve.auth import check_token, resolve_token
 from mmops.serve.batching import MicroBatcher, Overloaded, ShuttingDown
 from mmops.serve.inputs import BadInput, parse_json, read_body, read_rows
@@ -202,7 +209,7 @@ def create_app(settings: ServeSettings | None = None, source: ModelSource | None
                          "or": {"feedback": [{"request_id": "...", "label": "..."}]},
                          "answer": {"accepted": "int"}, "max_items": MAX_FEEDBACK_ITEMS,
                          "enabled": state["log"] is not None},
-            "prediction_log": {"enabled": log_config.enabled, "dir": state["log"].dir if state["log"] else None,
+            "prediction_log": {"enabled": log_config.enabled, "dir": redact(state["log"].dir) if state["log"] else None,
                                "raw_inputs": log_config.raw_inputs, "max_rows_per_file": log_config.max_rows_per_file,
                                "max_files": log_config.max_files},
             "limits": {"max_body_bytes": settings.max_body_bytes, "max_instances": settings.max_instances,
@@ -261,7 +268,7 @@ def create_app(settings: ServeSettings | None = None, source: ModelSource | None
             metrics.instances.labels(p["label"]).inc()
         ids = [new_request_id() for _ in predictions]
         if state["log"] is not None:
-            state["log"].record(ids, rows, predictions)  # a queue put: summaries and files on the log's thread
+            state["log"].record(ids, rows, predictions)  # a queue put: summaries and files in the log's writer process
             state["recent"].add(ids, predictions[0]["model_version"] if predictions else None)
         answered = [{"request_id": i, **p} for i, p in zip(ids, predictions)]
         return Response(json.dumps({"predictions": answered}).encode(), media_type="application/json")

@@ -17,8 +17,7 @@ from typing import Any, Callable, TypeVar
 from fastapi import HTTPException, Request
 
 from mmops.config import MODALITIES
-from mmops.features.audio import AudioRefused, open_audio
-from mmops.features.image import ImageRefused, open_image
+from mmops.features.media import AudioRefused, ImageRefused, open_audio, open_image
 from mmops.serve.settings import ServeSettings
 
 # Bodies up to this size are parsed inline (a thread hop costs more than the work); bigger ones

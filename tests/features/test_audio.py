@@ -15,7 +15,8 @@ import torch
 from mmops.config import AudioFeatures, FeaturesConfig
 from mmops.features import FeatureExtractor
 from datagen.hostile import flac, wav
-from mmops.features.audio import BLOCK_FRAMES, MAX_RATIO_TERM, AudioRefused, LogMel, decode_mono, rate_ratio
+from mmops.features.audio import MAX_RATIO_TERM, LogMel, decode_mono, rate_ratio
+from mmops.features.media import BLOCK_FRAMES, AudioRefused
 
 HOP, N_MELS = 256, 40
 

@@ -8,8 +8,13 @@ import base64
 import hashlib
 import io
 import json
-import threading
+import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,7 +25,6 @@ from PIL import Image
 from sklearn.metrics import accuracy_score, f1_score
 
 from mmops.config.monitor import PredictionLogConfig
-from mmops.monitor import log as log_module
 from mmops.monitor.log import (
     FEEDBACK,
     PREDICTIONS,
@@ -106,29 +110,64 @@ def test_files_rotate_and_the_oldest_go(tmp_path):
     assert not list((tmp_path / "log").glob(".*"))  # no temp file left behind
 
 
-def test_a_full_queue_drops_and_counts_without_blocking(tmp_path, monkeypatch):
-    entered, release = threading.Event(), threading.Event()
-    real = log_module.summarize
-
-    def stuck(row):  # a writer that cannot keep up
-        entered.set()
-        release.wait(30)
-        return real(row)
-
-    monkeypatch.setattr(log_module, "summarize", stuck)
+def test_a_full_queue_drops_and_counts_without_blocking(tmp_path):
     ids, rows, answers = _traffic(10, seed=2)
     plog = PredictionLog(_config(tmp_path, queue_rows=2), "clf")
     try:
-        assert plog.record(ids[:1], rows[:1], answers[:1]) == 1
-        assert entered.wait(30)  # the writer holds row 0; the queue has room for 2 more
-        assert plog.record(ids[1:], rows[1:], answers[1:]) == 2  # returns at once, the rest dropped
-        assert plog.dropped == 7
-        assert not plog.feedback(ids[0], "cat") and plog.dropped == 8
+        assert plog.record(ids[:1], rows[:1], answers[:1]) == 1 and plog.flush(60)
+        os.kill(plog.writer_pid, signal.SIGSTOP)  # a writer that cannot keep up
+        try:
+            started = time.monotonic()
+            assert plog.record(ids[1:], rows[1:], answers[1:]) == 2  # room for 2; the rest dropped at once
+            assert not plog.feedback(ids[0], "cat")
+            assert time.monotonic() - started < 5
+            assert plog.dropped == 8
+        finally:
+            os.kill(plog.writer_pid, signal.SIGCONT)
     finally:
-        release.set()
         plog.close()
     assert list(read_log(tmp_path / "log")["request_id"]) == ids[:3]
     assert plog.stats() == {"rows": 3, "feedback": 0, "dropped": 8}
+
+
+def test_a_killed_writer_never_blocks_serving(tmp_path):
+    ids, rows, answers = _traffic(6, seed=4)
+    plog = PredictionLog(_config(tmp_path, queue_rows=2), "clf")
+    os.kill(plog.writer_pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while plog._process.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    started = time.monotonic()
+    assert plog.record(ids, rows, answers) == 2 and plog.dropped == 4  # what fits waits; the rest is counted
+    assert not plog.flush(30)  # a dead writer: False at once, not after the timeout
+    plog.close()
+    assert time.monotonic() - started < 5
+
+
+def test_the_writer_is_a_low_priority_process_that_outlives_a_killed_server(tmp_path):
+    """Summaries and files never run on the server's GIL; if the server dies, queued rows still land."""
+    script = f"""
+import os, sys, time
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from test_log import _config, _traffic
+from pathlib import Path
+from mmops.monitor.log import PredictionLog
+plog = PredictionLog(_config(Path({str(tmp_path)!r})), "clf")
+ids, rows, answers = _traffic(5, seed=9)
+assert plog.record(ids, rows, answers) == 5
+time.sleep(2)  # the queue's feeder thread has handed the rows to the writer (microseconds)...
+print(plog.writer_pid, os.getpid(), os.getpriority(os.PRIO_PROCESS, plog.writer_pid), *ids, flush=True)
+os._exit(0)  # ...which has not written them yet (flush_seconds=60): no close, no flush, as if killed
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    writer, server, nice, *ids = done.stdout.split()
+    assert writer != server and nice == "19"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and Path(f"/proc/{writer}").exists():
+        time.sleep(0.2)
+    assert not Path(f"/proc/{writer}").exists()  # it noticed the server is gone and stopped
+    assert list(read_log(tmp_path / "log")["request_id"]) == ids  # after writing what was queued
 
 
 def test_media_bytes_waiting_are_bounded_too(tmp_path):
