@@ -272,7 +272,7 @@ class PredictionLog:
             self._process.join(timeout)
         if self._process.is_alive():
             log.warning("prediction log: the writer did not finish within %ss; stopped", timeout)
-            self._process.terminate()
+            self._process.kill()
             self._process.join(5)
         if self._process.exitcode != 0:  # what is still queued is lost: never wait on a pipe nobody reads
             self._queue.cancel_join_thread()
@@ -324,14 +324,15 @@ def _plain(value: Mapping[str, Any]) -> dict[str, Any]:
 
 def _writer_main(items: Any, shared: Any, config: PredictionLogConfig, model_name: str, dir: str,
                  writer: str, env: dict[str, str]) -> None:
-    """The writer process: lowest priority, deaf to Ctrl-C (the server closes it), stops when told or
-    when the server is gone."""
+    """The writer process: lowest priority, deaf to Ctrl-C and SIGTERM sent to the whole process group
+    (the server closes it once it has stopped answering), stops when told or when the server is gone."""
     import multiprocessing
     import signal
 
     os.environ.clear()
     os.environ.update(env)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         os.setpriority(os.PRIO_PROCESS, 0, 19)
     except OSError:  # not allowed: the default priority

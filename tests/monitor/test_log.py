@@ -147,7 +147,7 @@ def test_a_killed_writer_never_blocks_serving(tmp_path):
 def test_the_writer_is_a_low_priority_process_that_outlives_a_killed_server(tmp_path):
     """Summaries and files never run on the server's GIL; if the server dies, queued rows still land."""
     script = f"""
-import os, sys, time
+import os, signal, sys, time
 sys.path.insert(0, {str(Path(__file__).parent)!r})
 from test_log import _config, _traffic
 from pathlib import Path
@@ -157,6 +157,7 @@ ids, rows, answers = _traffic(5, seed=9)
 assert plog.record(ids, rows, answers) == 5
 time.sleep(2)  # the queue's feeder thread has handed the rows to the writer (microseconds)...
 print(plog.writer_pid, os.getpid(), os.getpriority(os.PRIO_PROCESS, plog.writer_pid), *ids, flush=True)
+os.kill(plog.writer_pid, signal.SIGTERM)  # as a service manager stops the whole group
 os._exit(0)  # ...which has not written them yet (flush_seconds=60): no close, no flush, as if killed
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
