@@ -179,8 +179,8 @@ def test_push_then_pull_and_repro_in_a_fresh_clone_then_an_experiment(reproduced
     assert status.returncode == 0 and json.loads(status.stdout) == {}, status.stdout + status.stderr
 
     for args in (["add", "-d", "s3remote", f"s3://{DVC_BUCKET}/mmops"], ["modify", "s3remote", "endpointurl", s3.endpoint],
-                 ["modify", "--local", "s3remote", "access_key_id", s3.access_key],
-                 ["modify", "--local", "s3remote", "secret_access_key", s3.secret_key]):
+                 ["modify", "--local", "s3remote", "access_key_id", "--", s3.access_key],
+                 ["modify", "--local", "s3remote", "secret_access_key", "--", s3.secret_key]):  # a key may start with -
         done = dvc(project, "remote", *args)
         assert done.returncode == 0, done.stderr
     git_commit(project, "dvc.lock, the outputs git keeps, the S3 remote", *_git_outs(project))
