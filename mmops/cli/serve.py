@@ -13,6 +13,11 @@ from mmops.atomic import atomic_path
 
 console = Console(stderr=True)
 
+LogDirOption = Annotated[
+    Optional[str], typer.Option(help="prediction log folder, s3:// or postgresql:// URI (default: params monitor.log.dir)")
+]
+ParamsOption = Annotated[Path, typer.Option("--params", "-p", help="params file (default model name, monitor.log)")]
+
 
 def _default_model_name(params: Path) -> str:
     from mmops.params_file import load_params
@@ -64,15 +69,11 @@ def serve_command(
     insecure_no_auth: Annotated[
         bool, typer.Option("--insecure-no-auth", help="allow a non-loopback --host without MMOPS_SERVE_TOKEN")
     ] = False,
-    log_dir: Annotated[
-        Optional[str], typer.Option(help="prediction log folder, s3:// or postgresql:// URI (default: params monitor.log.dir)")
-    ] = None,
+    log_dir: LogDirOption = None,
     no_log: Annotated[
         bool, typer.Option("--no-log", help="log no predictions (POST /feedback then answers 409)")
     ] = False,
-    params: Annotated[Path, typer.Option("--params", "-p", help="params file (default model name, monitor.log)")] = Path(
-        "params.yaml"
-    ),
+    params: ParamsOption = Path("params.yaml"),
 ) -> None:
     """Serve `models:/NAME@ALIAS` over HTTP(S) (/predict, /health, /metadata, /metrics), hot-reloading it.
 
@@ -131,15 +132,11 @@ def predict_command(
         Optional[str], typer.Option(help="MLflow model URI or a local model folder (default: models:/NAME@champion)")
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="rows per forward")] = 64,
-    log_dir: Annotated[
-        Optional[str], typer.Option(help="prediction log folder, s3:// or postgresql:// URI (default: params monitor.log.dir)")
-    ] = None,
+    log_dir: LogDirOption = None,
     no_log: Annotated[
         bool, typer.Option("--no-log", help="do not append these predictions to the prediction log")
     ] = False,
-    params: Annotated[Path, typer.Option("--params", "-p", help="params file (default model name, monitor.log)")] = Path(
-        "params.yaml"
-    ),
+    params: ParamsOption = Path("params.yaml"),
 ) -> None:
     """Batch inference over a dataset's manifest: writes sample_id, label and one prob_<class> per class.
 

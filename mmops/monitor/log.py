@@ -215,8 +215,7 @@ class PredictionLog:
                 room = self._bytes_put - self._shared[_BYTES_TAKEN] + size <= self._max_bytes or wait
                 if room:
                     self._bytes_put += size
-            item = (PREDICTIONS, now, size, request_id, _plain(row), _plain(prediction))
-            if room and self._put(item, wait):
+            if room and self._put((PREDICTIONS, now, size, request_id, row, prediction), wait):
                 queued += 1
                 continue
             if room:
@@ -300,7 +299,7 @@ class PredictionLog:
         return self._dropped + int(self._shared[_WRITER_DROPPED])
 
     @property
-    def writer_pid(self) -> int | None:
+    def writer_pid(self) -> int:
         return self._process.pid
 
     def stats(self) -> dict[str, int]:
@@ -315,11 +314,6 @@ def _context() -> Any:
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload([__name__])
     return ctx
-
-
-def _plain(value: Mapping[str, Any]) -> dict[str, Any]:
-    """A row or answer as a plain dict of picklable values (a memoryview becomes bytes)."""
-    return {k: bytes(v) if isinstance(v, memoryview) else v for k, v in value.items()}
 
 
 def _writer_main(items: Any, shared: Any, config: PredictionLogConfig, model_name: str, dir: str,
