@@ -74,22 +74,28 @@ def print_table(rows: list[dict]) -> None:
     Console(width=160).print(table)
 
 
+def merge(previous: dict | None, rows: list[dict], rerun: set[str], now: str, machine: dict,
+          failed: list[str]) -> dict:
+    """The results file: this run's figures, plus the previous file's for benchmarks not rerun,
+    each benchmark with the time it was last measured (`measured`)."""
+    measured = {r["bench"]: now for r in rows}
+    if previous is not None:  # a partial rerun keeps the other benchmarks' latest figures and dates
+        kept = [r for r in previous["figures"] if r["bench"] not in rerun]
+        dates = previous.get("measured", {})
+        measured = {r["bench"]: dates.get(r["bench"], previous["when"]) for r in kept} | measured
+        rows = kept + rows
+    return {"when": now, "machine": machine, "benchmarks": sorted({r["bench"] for r in rows}),
+            "measured": dict(sorted(measured.items())), "failed": failed, "figures": rows}
+
+
 def main(argv: list[str]) -> int:
     wanted = set(argv)
     scripts = [s for s in sorted(HERE.glob("bench_*.py")) if not wanted or s.stem.removeprefix("bench_") in wanted]
     rows, failed = run(scripts)
-    if wanted and RESULTS.exists():  # a partial rerun keeps the other benchmarks' latest figures
-        rerun = {s.stem.removeprefix("bench_") for s in scripts}
-        kept = [r for r in json.loads(RESULTS.read_text())["figures"] if r["bench"] not in rerun]
-        rows = kept + rows
-    print_table(rows)
-    results = {
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "benchmarks": sorted({r["bench"] for r in rows}),
-        "failed": failed,
-        "figures": rows,
-    }
+    previous = json.loads(RESULTS.read_text()) if wanted and RESULTS.exists() else None
+    rerun = {s.stem.removeprefix("bench_") for s in scripts}
+    results = merge(previous, rows, rerun, datetime.now(timezone.utc).isoformat(timespec="seconds"), machine(), failed)
+    print_table(results["figures"])
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"written {RESULTS}")
     from bench.readme import update

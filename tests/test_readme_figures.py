@@ -33,3 +33,19 @@ def test_a_typed_edit_inside_a_section_is_caught(tmp_path):
     head, marker, body, tail = readme._split(text, name)
     copy.write_text(f"{head}{marker}\n{body.replace('|', '| 0.999 |', 1)}{tail}")
     assert readme.check(copy) == [name]
+
+
+def test_a_partial_rerun_keeps_the_other_benchmarks_figures_and_days():
+    from bench.__main__ import merge
+
+    fig = lambda bench, value: {"bench": bench, "figure": "f", "value": value, "unit": "ratio", "goal": "", "detail": ""}  # noqa: E731
+    machine = {"cpu": "x", "cores": 3, "memory_gib": 1.0, "gpu": None, "python": "3", "torch": "t"}
+    first = merge(None, [fig("serve", 1.0), fig("train", 2.0)], {"serve", "train"}, "2031-01-02T00:00:00+00:00", machine, [])
+    assert first["measured"] == {"serve": "2031-01-02T00:00:00+00:00", "train": "2031-01-02T00:00:00+00:00"}
+    legacy = {k: v for k, v in first.items() if k != "measured"}  # a file from before per-benchmark days
+    for previous in (first, legacy):
+        second = merge(previous, [fig("train", 3.0)], {"train"}, "2031-02-03T00:00:00+00:00", machine, [])
+        assert [(r["bench"], r["value"]) for r in second["figures"]] == [("serve", 1.0), ("train", 3.0)]
+        assert second["measured"] == {"serve": "2031-01-02T00:00:00+00:00", "train": "2031-02-03T00:00:00+00:00"}
+    table = readme.bench_markdown(second)
+    assert "last run 2031-02-03" in table and "| serve | 2031-01-02 | f |" in table and "| train | 2031-02-03 | f |" in table

@@ -16,8 +16,8 @@ training preprocessing; concurrent requests share one model call (`batching.py`)
 watcher swaps in a new champion without a restart (`reloader.py`).
 
 Every answered instance gets a `request_id` and, unless `settings.prediction_log.enabled` is off,
-is appended to the prediction log (`mmops.monitor.log`: summary features, never raw media) by a
-background thread: the request path only queues it. /feedback joins true labels to those ids: an
+is appended to the prediction log (`mmops.monitor.log`: summary features, never raw media) by the
+log's writer process: the request path only queues it. /feedback joins true labels to those ids: an
 id is known while it is among the last `feedback_ids` this server issued, or when the log on disk
 holds it (predictions from before a restart, or from `mmops predict`); feedback for any other id
 is refused (404). /metrics adds live accuracy from that feedback and the last drift report.
