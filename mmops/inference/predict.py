@@ -29,6 +29,7 @@ from mmops.inference.model_dir import (
 from mmops.inference.onnx_model import OnnxModel, is_onnx_dir, load_onnx_dir
 from mmops.inference.verify import load_registered, resolve_models_uri
 from mmops.models.classifier import with_frozen_embeddings
+from mmops.models.mode import ensure_eval
 
 # Serving defaults, here so that the server (`ServeSettings`) and the evaluate stage's served-path
 # latency (`mmops.evaluate.latency`) agree on them without evaluate importing the serving layer.
@@ -43,7 +44,7 @@ def serve_torch_threads() -> int:
 @torch.no_grad()
 def predict_logits(model, data: dict, device, batch_size: int, drop=frozenset(), autocast=nullcontext) -> torch.Tensor:
     """Logits for a whole featurized split, in batches, in eval mode, on CPU at the end."""
-    model.eval()
+    ensure_eval(model)
     data = with_frozen_embeddings(model, data, batch_size)
     n = len(data["labels"]) if "labels" in data else next(iter(data["present"].values())).shape[0]
     out = []
@@ -61,7 +62,7 @@ def split_logits(
     shard at a time: memory is bounded by a shard, whatever the split's size."""
     out: dict[frozenset, list[torch.Tensor]] = {drop: [] for drop in drops}
     for shard in split.shards():
-        shard = with_frozen_embeddings(model.eval(), shard, batch_size)  # once per shard, for every pass
+        shard = with_frozen_embeddings(ensure_eval(model), shard, batch_size)  # once per shard, for every pass
         for drop in drops:
             out[drop].append(predict_logits(model, shard, device, batch_size, drop, autocast))
     return {drop: torch.cat(parts) for drop, parts in out.items()}

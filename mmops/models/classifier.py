@@ -10,6 +10,7 @@ from torch import nn
 from mmops.config import FeaturesConfig, ModelConfig
 from mmops.models.batch import concat, index, map_tensors, scatter_rows, to_device
 from mmops.models.components import ENCODERS, FUSIONS
+from mmops.models.mode import ensure_eval, set_training
 from mmops.models.windows import encode_clip, is_mel_clip, mel_frames
 
 
@@ -136,14 +137,14 @@ def with_frozen_embeddings(
             continue  # no row has this modality: its inputs stay (the model never encodes them)
         inputs, n = index(data[m], idx), len(idx)
         was_training = encoder.training
-        encoder.eval()
+        ensure_eval(encoder)
         chunks = (index(inputs, torch.arange(s, min(s + batch_size, n))) for s in range(0, n, batch_size))
         # float32 on CPU, except what the encoder chose to keep compact (fp16 token states)
         parts = [
             map_tensors(model.embed(m, to_device(chunk, device)), lambda t: (t if t.dtype == torch.float16 else t.float()).cpu())
             for chunk in chunks
         ]
-        encoder.train(was_training)
+        set_training(encoder, was_training)
         encoded = concat(parts) if isinstance(parts[0], dict) else torch.cat(parts)
         out[m] = {"embedding": scatter_rows(encoded, idx, present.shape[0])}
     return out

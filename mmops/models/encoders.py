@@ -24,6 +24,7 @@ from pydantic import Field, StringConstraints
 from torch import nn
 
 from mmops.models.components import ENCODERS, ComponentConfig
+from mmops.models.mode import ensure_eval
 from mmops.models.pretrained import load_hf_backbone, resolve_pretrained
 from mmops.models.windows import sounding_frames
 
@@ -85,7 +86,7 @@ class HFBackboneEncoder(nn.Module):
         """The backbone's last hidden state; a frozen backbone runs in eval mode, without gradients."""
         with torch.set_grad_enabled(self.cfg.trainable and torch.is_grad_enabled()):
             if not self.cfg.trainable:
-                self.backbone.eval()
+                ensure_eval(self.backbone)
             return self.backbone(*args, **kwargs).last_hidden_state
 
 
