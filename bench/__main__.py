@@ -77,12 +77,12 @@ def print_table(rows: list[dict]) -> None:
 def merge(previous: dict | None, rows: list[dict], rerun: set[str], now: str, machine: dict,
           failed: list[str]) -> dict:
     """The results file: this run's figures, plus the previous file's for benchmarks not rerun,
-    each benchmark with the time it was last measured (`measured`)."""
-    measured = {r["bench"]: now for r in rows}
-    if previous is not None:  # a partial rerun keeps the other benchmarks' latest figures and dates
+    each benchmark with when and on which CPU it was last measured (`measured`)."""
+    measured = {r["bench"]: {"when": now, "cpu": machine["cpu"], "cores": machine["cores"]} for r in rows}
+    if previous is not None:  # a partial rerun keeps the other benchmarks' latest figures, dates and CPUs
         kept = [r for r in previous["figures"] if r["bench"] not in rerun]
-        dates = previous.get("measured", {})
-        measured = {r["bench"]: dates.get(r["bench"], previous["when"]) for r in kept} | measured
+        before = {"when": previous["when"], "cpu": previous["machine"]["cpu"], "cores": previous["machine"]["cores"]}
+        measured = {r["bench"]: previous.get("measured", {}).get(r["bench"], before) for r in kept} | measured
         rows = kept + rows
     return {"when": now, "machine": machine, "benchmarks": sorted({r["bench"] for r in rows}),
             "measured": dict(sorted(measured.items())), "failed": failed, "figures": rows}

@@ -21,19 +21,27 @@ BYOD = HERE / "byod.md"
 DEMO = HERE / "demo.json"
 
 
-def _day(results: dict, bench: str | None = None) -> str:
-    """The day `bench` was last measured (a partial rerun keeps the others' days), or of the last run."""
-    return results.get("measured", {}).get(bench, results["when"])[:10]
+def _measured(results: dict, bench: str) -> dict:
+    """When `bench` was last measured and on which machine: `when`, `cpu`, `cores` (a partial
+    rerun keeps the others'; a file from before per-benchmark records has one for all)."""
+    m = results["machine"]
+    return results.get("measured", {}).get(bench, {"when": results["when"], "cpu": m["cpu"], "cores": m["cores"]})
+
+
+def _day_cpu(results: dict, bench: str) -> str:
+    m = _measured(results, bench)
+    return f"{m['when'][:10]}, {m['cpu']}"
 
 
 def bench_markdown(results: dict) -> str:
     """The benchmark table: the machine, then one row per figure."""
     m = results["machine"]
-    head = (f"Latest figures of each benchmark (`make bench`, last run {_day(results)}; {m['cpu']}, {m['cores']} cores, "
-            f"{m['memory_gib']} GiB, GPU: {m['gpu'] or 'none'}, torch {m['torch']}; `measured`: the day that "
-            "benchmark last ran). Written to `bench/results.json`:\n\n")
+    head = (f"Latest figures of each benchmark (`make bench`; the last run {results['when'][:10]} on {m['cpu']}, "
+            f"{m['cores']} cores, {m['memory_gib']} GiB, GPU: {m['gpu'] or 'none'}, torch {m['torch']}; `measured`: "
+            "when and on which CPU that benchmark last ran, as a partial rerun keeps the others' rows). Written to "
+            "`bench/results.json`:\n\n")
     rows = ["| bench | measured | figure | value | goal | detail |", "| --- | --- | --- | --- | --- | --- |"]
-    rows += [f"| {r['bench']} | {_day(results, r['bench'])} | {r['figure']} | {r['value']:.4g} {r['unit']} | {r['goal']} "
+    rows += [f"| {r['bench']} | {_day_cpu(results, r['bench'])} | {r['figure']} | {r['value']:.4g} {r['unit']} | {r['goal']} "
              f"| {r['detail']} |".replace("  |", " |")
              for r in results["figures"] if r["bench"] != "scale"]
     scale = "\nThe `scale` figures have their own table below.\n" if any(r["bench"] == "scale" for r in results["figures"]) else ""
@@ -51,7 +59,8 @@ def scale_markdown(results: dict) -> str:
         m = SCALE_STAGE.match(r["figure"])
         if m:
             cells.setdefault((int(m[1]), m[2]), {})[m[3]] = r
-    head = (f"Latest `python -m bench scale` ({_day(results, 'scale')}; {results['machine']['cores']} cores): each stage "
+    scale = _measured(results, "scale")
+    head = (f"Latest `python -m bench scale` ({scale['when'][:10]}, {scale['cpu']}, {scale['cores']} cores): each stage "
             "as its own `mmops` process on generated datasets of 224x224 RGB images, 5 s 16 kHz WAV clips, short "
             "texts and 8 classes; peak RSS summed over the stage's process tree (`bench/bench_scale.py`):\n\n")
     rows = ["| N | stage | wall | per sample | peak RSS |", "| --- | --- | --- | --- | --- |"]

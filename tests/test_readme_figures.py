@@ -35,17 +35,21 @@ def test_a_typed_edit_inside_a_section_is_caught(tmp_path):
     assert readme.check(copy) == [name]
 
 
-def test_a_partial_rerun_keeps_the_other_benchmarks_figures_and_days():
+def test_a_partial_rerun_keeps_the_other_benchmarks_figures_days_and_machines():
     from bench.__main__ import merge
 
     fig = lambda bench, value: {"bench": bench, "figure": "f", "value": value, "unit": "ratio", "goal": "", "detail": ""}  # noqa: E731
-    machine = {"cpu": "x", "cores": 3, "memory_gib": 1.0, "gpu": None, "python": "3", "torch": "t"}
-    first = merge(None, [fig("serve", 1.0), fig("train", 2.0)], {"serve", "train"}, "2031-01-02T00:00:00+00:00", machine, [])
-    assert first["measured"] == {"serve": "2031-01-02T00:00:00+00:00", "train": "2031-01-02T00:00:00+00:00"}
-    legacy = {k: v for k, v in first.items() if k != "measured"}  # a file from before per-benchmark days
+    old = {"cpu": "Old CPU", "cores": 3, "memory_gib": 1.0, "gpu": None, "python": "3", "torch": "t"}
+    new = old | {"cpu": "New CPU", "cores": 5}
+    first = merge(None, [fig("serve", 1.0), fig("train", 2.0)], {"serve", "train"}, "2031-01-02T00:00:00+00:00", old, [])
+    on_old = {"when": "2031-01-02T00:00:00+00:00", "cpu": "Old CPU", "cores": 3}
+    assert first["measured"] == {"serve": on_old, "train": on_old}
+    legacy = {k: v for k, v in first.items() if k != "measured"}  # a file from before per-benchmark records
     for previous in (first, legacy):
-        second = merge(previous, [fig("train", 3.0)], {"train"}, "2031-02-03T00:00:00+00:00", machine, [])
+        second = merge(previous, [fig("train", 3.0)], {"train"}, "2031-02-03T00:00:00+00:00", new, ["x"])
         assert [(r["bench"], r["value"]) for r in second["figures"]] == [("serve", 1.0), ("train", 3.0)]
-        assert second["measured"] == {"serve": "2031-01-02T00:00:00+00:00", "train": "2031-02-03T00:00:00+00:00"}
+        assert second["measured"] == {"serve": on_old, "train": {"when": "2031-02-03T00:00:00+00:00", "cpu": "New CPU", "cores": 5}}
+        assert second["machine"] == new and second["failed"] == ["x"]
     table = readme.bench_markdown(second)
-    assert "last run 2031-02-03" in table and "| serve | 2031-01-02 | f |" in table and "| train | 2031-02-03 | f |" in table
+    assert "the last run 2031-02-03 on New CPU, 5 cores" in table
+    assert "| serve | 2031-01-02, Old CPU | f |" in table and "| train | 2031-02-03, New CPU | f |" in table
