@@ -10,12 +10,12 @@
 `load_model_dir` reads either checkpoint through the same steps, so a variant decodes its inputs
 exactly as the fp32 model does.
 
-Frozen pretrained backbones: a tensor of a frozen encoder's backbone that is bit-identical to the
-pretrained safetensors file it was loaded from is not stored; `base_weights.json` names that file
-by sha256, and loading fills the missing tensors from the verified file
-(`mmops.models.pretrained.find_base_weights`). The registry stores each such file once per content
-hash (its blob store), so a version costs its trained weights, not another copy of MiniLM. The
-training-resume state never lives here (`Catalog.resume_state`).
+Frozen pretrained weights (a transformers backbone, a torchvision ResNet): a tensor of a frozen
+encoder that is bit-identical to the pretrained safetensors file it was loaded from is not
+stored; `base_weights.json` names that file by sha256, and loading fills the missing tensors from
+the verified file (`mmops.models.pretrained.find_base_weights`). The registry stores each such
+file once per content hash (its blob store), so a version costs its trained weights, not another
+copy of MiniLM or a ResNet. The training-resume state never lives here (`Catalog.resume_state`).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from mmops.catalog import AUDIO_BACKBONE, BASE_WEIGHTS, CHECKPOINT, INT8_CHECKPO
 from mmops.config import Params
 from mmops.features.extract import FeatureExtractor
 from mmops.models import MultimodalClassifier, tokenizer_source
-from mmops.models.pretrained import cache_blob, find_base_weights, single_safetensors, weights_sha256
+from mmops.models.pretrained import cache_blob, find_base_weights, weights_sha256
 
 INT8_QUANTIZATION = "dynamic_int8_linear"
 
@@ -114,23 +114,24 @@ def _base_tensors(file: Path) -> dict[str, torch.Tensor]:
 
 def lean_checkpoint(model: nn.Module, state_dict: dict,
                     sources: dict[str, tuple[Path, str]] | None = None) -> tuple[dict, dict[str, dict]]:
-    """`state_dict` without the frozen backbone tensors that equal their pretrained file, and the
-    `base_weights.json` entries that reference those files (by sha256). A backbone from a sharded
-    or pickle file, or trained, is stored in full (no entry).
+    """`state_dict` without the frozen pretrained tensors (a transformers backbone, a torchvision
+    ResNet: each encoder's `frozen_weights()`) that equal their file, and the `base_weights.json`
+    entries that reference those files (by sha256). Weights from a sharded or pickle file, or
+    trained, are stored in full (no entry).
 
     `sources`: modality -> (verified local file, path recorded as its source), for a model rebuilt
-    from a folder (whose `pretrained` names a config-only folder); default: the encoder's `pretrained`."""
+    from a folder (whose config names no weights file); default: the file the encoder loaded."""
     encoders = getattr(model, "encoders", {})
     state, bases = _copy_state(state_dict), {}
     for m, encoder in encoders.items():
-        backbone, cfg = getattr(encoder, "backbone", None), getattr(encoder, "cfg", None)
-        if backbone is None or not getattr(encoder, "frozen", False) or not getattr(cfg, "pretrained", None):
+        frozen = encoder.frozen_weights() if hasattr(encoder, "frozen_weights") else None
+        if frozen is None:
             continue
-        source = single_safetensors(cfg.pretrained) if sources is None else (sources.get(m) or (None,))[0]
+        source = frozen.file if sources is None else (sources.get(m) or (None,))[0]
         if source is None:
             continue
         recorded = str(source) if sources is None else sources[m][1]
-        prefix, strip = f"encoders.{m}.backbone.", getattr(backbone, "base_model_prefix", "") or ""
+        prefix, strip = f"encoders.{m}.{frozen.attr}.", frozen.strip
         dropped = 0
         for key, base in _base_tensors(source).items():
             name = prefix + _strip(key, strip)

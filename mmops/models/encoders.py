@@ -25,7 +25,7 @@ from torch import nn
 
 from mmops.models.components import ENCODERS, ComponentConfig
 from mmops.models.mode import ensure_eval
-from mmops.models.pretrained import load_hf_backbone, resolve_pretrained
+from mmops.models.pretrained import FrozenWeights, load_hf_backbone, resolve_pretrained, single_safetensors
 from mmops.models.windows import sounding_frames
 
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$")]
@@ -81,6 +81,12 @@ class HFBackboneEncoder(nn.Module):
         self.frozen = not cfg.trainable
         if self.frozen:
             self.backbone.requires_grad_(False)
+
+    def frozen_weights(self) -> FrozenWeights | None:
+        """A frozen backbone's pretrained file, when it is one safetensors file (None: trainable)."""
+        if not self.frozen:
+            return None
+        return FrozenWeights("backbone", single_safetensors(self.cfg.pretrained), self.backbone.base_model_prefix or "")
 
     def last_hidden_state(self, *args: torch.Tensor, **kwargs: torch.Tensor) -> torch.Tensor:
         """The backbone's last hidden state; a frozen backbone runs in eval mode, without gradients."""

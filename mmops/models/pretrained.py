@@ -18,6 +18,7 @@ import logging
 import shutil
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 from mmops.atomic import atomic_path
 from mmops.data.hashing import file_sha256
@@ -198,6 +199,17 @@ def cache_blob(file: Path, sha256: str) -> Path:
         with atomic_path(target) as tmp:
             shutil.copyfile(file, tmp)
     return target
+
+
+class FrozenWeights(NamedTuple):
+    """What a frozen encoder loaded from a pretrained file: the submodule (`attr`) that holds those
+    tensors, the file (None when it is not one safetensors file), and the key prefix the file has
+    and the submodule lacks (`strip`, e.g. a transformers `base_model_prefix`). A checkpoint may
+    reference the file instead of storing the tensors that still equal it."""
+
+    attr: str
+    file: Path | None
+    strip: str
 
 
 def single_safetensors(ref: str) -> Path | None:

@@ -11,6 +11,8 @@ smaller than `min_size` are upsampled (bilinear) first, since the ImageNet stem 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
@@ -18,7 +20,7 @@ from torch import nn
 
 from mmops.models.components import ENCODERS, ComponentConfig
 from mmops.models.encoders import SHA256_HELP, Sha256
-from mmops.models.pretrained import load_state_dict_file
+from mmops.models.pretrained import FrozenWeights, is_safetensors, load_state_dict_file
 
 
 class ResNetConfig(ComponentConfig):
@@ -81,6 +83,13 @@ class ResNetImageEncoder(nn.Module):
         if self.frozen:
             self.net.requires_grad_(False)
             self.net.eval()
+
+    def frozen_weights(self) -> FrozenWeights | None:
+        """A frozen ResNet's torchvision safetensors file (None: trainable, or a torch pickle file)."""
+        if not self.frozen:
+            return None
+        file = Path(self.cfg.weights)
+        return FrozenWeights("net", file if file.is_file() and is_safetensors(file) else None, "")
 
     def train(self, mode: bool = True) -> "ResNetImageEncoder":
         super().train(mode)
