@@ -94,7 +94,8 @@ def serialized_bytes(model: nn.Module) -> int:
     return buffer.getbuffer().nbytes
 
 
-def _accuracy_f1(model: nn.Module, test: SplitView, batch_size: int) -> tuple[float, float]:
+def accuracy_f1(model: nn.Module, test: SplitView, batch_size: int) -> tuple[float, float]:
+    """Accuracy and macro-F1 of `model` on a sharded split (argmax of its logits)."""
     preds = split_logits(model, test, torch.device("cpu"), batch_size)[frozenset()].argmax(1).numpy()
     scores = classification_metrics(test.column("labels").numpy(), preds)
     return scores["accuracy"], scores["macro_f1"]
@@ -124,8 +125,8 @@ def compare(loaded: LoadedModel, int8: nn.Module, features_dir: Path, cfg: Quant
     """Score fp32 and int8 on the test split of `features_dir` in this process; accept if the drop is
     within limits. Latency is timed on the rows of the split's first shard."""
     split = SplitView(split_file(features_dir, "test"))
-    acc32, f1_32 = _accuracy_f1(loaded.model, split, batch_size)
-    acc8, f1_8 = _accuracy_f1(int8, split, batch_size)
+    acc32, f1_32 = accuracy_f1(loaded.model, split, batch_size)
+    acc8, f1_8 = accuracy_f1(int8, split, batch_size)
     size32, size8 = serialized_bytes(loaded.model), serialized_bytes(int8)
     test = split.shard(0)
     lat32, lat8 = interleaved_latency(loaded.model, int8, test)

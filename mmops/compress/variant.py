@@ -16,7 +16,7 @@ import torch
 from pydantic import BaseModel
 
 from mmops.catalog import CHECKPOINT, split_file
-from mmops.compress.quantize import LATENCY_BATCH, LATENCY_BATCH_REPEATS, _accuracy_f1, interleaved_latency, serialized_bytes
+from mmops.compress.quantize import LATENCY_BATCH, LATENCY_BATCH_REPEATS, accuracy_f1, interleaved_latency, serialized_bytes
 from mmops.features.shards import SplitView
 from mmops.inference.model_dir import LoadedModel
 
@@ -96,8 +96,8 @@ def compare_variant(variant: str, title: str, fp32: LoadedModel, fp32_dir: Path,
                     batch_size: int = 128) -> VariantReport:
     """Score both on the test split of `features_dir`, measure sizes and latency; accept if the drop is within limits."""
     split = SplitView(split_file(features_dir, "test"))
-    acc32, f1_32 = _accuracy_f1(fp32.model, split, batch_size)
-    acc_v, f1_v = _accuracy_f1(other.model, split, batch_size)
+    acc32, f1_32 = accuracy_f1(fp32.model, split, batch_size)
+    acc_v, f1_v = accuracy_f1(other.model, split, batch_size)
     size32, size_v = serialized_bytes(fp32.model), serialized_bytes(other.model)
     dir32, dir_v = folder_bytes(fp32_dir), folder_bytes(other_dir)
     gz32, gz_v = gzip_bytes(Path(fp32_dir) / CHECKPOINT), gzip_bytes(Path(other_dir) / CHECKPOINT)

@@ -40,7 +40,7 @@ def averaged_prf(labels, preds, n_classes: int) -> dict[str, float]:
     return out
 
 
-def _present_classes(labels, n_classes: int) -> list[int]:
+def present_classes(labels, n_classes: int) -> list[int]:
     """Classes that have both positives and negatives in `labels` (one-vs-rest AUC is defined for them)."""
     labels = np.asarray(labels)
     return [c for c in range(n_classes) if 0 < (labels == c).sum() < len(labels)]
@@ -55,7 +55,7 @@ def ovr_auc(labels, probs) -> dict[str, float]:
     labels = np.asarray(labels)
     probs = np.asarray(probs, dtype=np.float64)
     n_classes = probs.shape[1]
-    present = _present_classes(labels, n_classes)
+    present = present_classes(labels, n_classes)
     if not present:
         return {"roc_auc_ovr_macro": 0.0, "pr_auc_ovr_macro": 0.0, "auc_classes_scored": 0}
     onehot = np.eye(n_classes)[labels]

@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_curve  # noqa: E402
 
 from mmops.atomic import atomic_path, atomic_write_json  # noqa: E402
-from mmops.evaluate.metrics import _present_classes, reliability_bins  # noqa: E402
+from mmops.evaluate.metrics import present_classes, reliability_bins  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
@@ -41,7 +41,7 @@ def curve_rows(labels, probs, classes: list[str], kind: str) -> list[dict]:
     labels = np.asarray(labels)
     probs = np.asarray(probs, dtype=np.float64)
     rows: list[dict] = []
-    for c in _present_classes(labels, len(classes)):
+    for c in present_classes(labels, len(classes)):
         truth = (labels == c).astype(int)
         if kind == "roc":
             x, y, _ = roc_curve(truth, probs[:, c])
