@@ -34,6 +34,11 @@ def load_params(
         params = Params.model_validate(_merge(Params().dump(), raw))
         if check_components:
             check_model_components(params.model)
+            if params.distill.enabled:  # fail now, not after training the teacher
+                from mmops.compress.distill import student_model_config
+
+                check_model_components(student_model_config(params.model, params.distill.student),
+                                       "distill.student (merged into model)")
         return params
     except ValidationError as err:
         lines = [
@@ -67,13 +72,14 @@ def _merge(defaults: Any, given: Any) -> Any:
     return {**defaults, **{k: _merge(defaults.get(k), v) for k, v in given.items()}}
 
 
-def check_model_components(cfg: ModelConfig) -> None:
-    """Every encoder and the fusion the config names exists and accepts its options."""
+def check_model_components(cfg: ModelConfig, where: str = "model") -> None:
+    """Every encoder and the fusion the config names exists and accepts its options (errors name
+    `<where>.<component>...`)."""
     from mmops.models.components import ENCODERS, FUSIONS
 
     errors = []
-    specs: list[tuple[str, ComponentSpec, Any]] = [(f"model.{m}", getattr(cfg, m), ENCODERS) for m in cfg.active()]
-    specs.append(("model.fusion", cfg.fusion, FUSIONS))
+    specs: list[tuple[str, ComponentSpec, Any]] = [(f"{where}.{m}", getattr(cfg, m), ENCODERS) for m in cfg.active()]
+    specs.append((f"{where}.fusion", cfg.fusion, FUSIONS))
     for where, spec, registry in specs:
         try:
             registry.config_for(spec.name).model_validate(spec.options)

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from mmops.catalog import Catalog, split_file
 from mmops.compress.variant import VariantReport, compare_variant
 from mmops.config import AUTO, DistillConfig, ModelConfig, Params
+from mmops.config.compress import default_student
 from mmops.features.frozen import embedded_view
 from mmops.features.shards import Layer, SplitView, shard_name, write_shard
 from mmops.inference.model_dir import load_checkpoint, load_model_dir
@@ -51,13 +52,20 @@ def distillation_loss_sum(student: torch.Tensor, teacher: torch.Tensor, labels: 
 def student_model_config(teacher: ModelConfig, overrides: dict[str, Any]) -> ModelConfig:
     """`teacher` with `overrides` merged in. A component whose name changes takes only the override's
     options, plus the teacher's `pretrained` where the new component has one (the tokenizer the
-    features were made with); otherwise options are merged key by key."""
+    features were made with); otherwise options are merged key by key.
+
+    The default student (`default_student()`) halves the default components; where the teacher has
+    another component (a ResNet, a speech transformer) whose options those are not, the student
+    keeps the teacher's. Given overrides are applied as they are: `mmops.params_file` checks them."""
     merged = teacher.model_dump(mode="json")
+    default = overrides == default_student()
     for key, value in overrides.items():
         if key in COMPONENTS and isinstance(value, dict):
             spec = merged[key]
             name = value.get("name", spec["name"])
             options = dict(value.get("options") or {})
+            if default and name == spec["name"] and set(options) - set(COMPONENTS[key].config_for(name).model_fields):
+                continue
             if name == spec["name"]:
                 options = spec["options"] | options
             elif "pretrained" in spec["options"] and "pretrained" in COMPONENTS[key].config_for(name).model_fields:

@@ -22,7 +22,7 @@ from mmops.compress.distill import (
     write_teacher_logits,
 )
 from mmops.compress.variant import compare_variant
-from mmops.config import DistillConfig, ModelConfig, Params
+from mmops.config import ConfigError, DistillConfig, ModelConfig, Params
 from mmops.features.shards import SplitView
 from mmops.inference.model_dir import load_checkpoint, load_model_dir
 from mmops.inference.predict import predict_frame, split_logits
@@ -75,6 +75,28 @@ def test_the_student_config_swaps_components_and_keeps_the_tokenizer():
     assert "pooling" not in student.text.options  # the transformer's options do not leak into the GRU
     assert student.image.options == {"channels": [16, 32], "stem_stride": 2}  # same component: merged
 
+
+
+def test_the_default_student_keeps_a_teacher_component_it_has_no_halving_for():
+    """A ResNet image encoder and a speech transformer take no `channels`: the default student keeps them."""
+    teacher = ModelConfig.model_validate({
+        "image": {"name": "resnet18_image", "options": {"min_size": 96}},
+        "audio": {"name": "hf_audio", "options": {"pretrained": "/speech"}},
+    })
+    student = student_model_config(teacher, DistillConfig().student)
+    assert student.image == teacher.image and student.audio == teacher.audio
+    assert student.text.name == "gru_text" and student.width == 64  # the rest is still halved
+    params = load_params(None, ["distill.enabled=true", "model.image.name=resnet18_image"])
+    assert params.distill.student == DistillConfig().student  # loads: nothing fails after training the teacher
+
+
+def test_a_student_override_the_teacher_component_does_not_take_fails_at_load():
+    with pytest.raises(ConfigError) as raised:
+        load_params(None, ["distill.enabled=true", "model.image.name=resnet18_image",
+                           "distill.student.image.options.channels=[8]"])
+    assert "distill.student (merged into model).image.options.channels: Extra inputs are not permitted" in str(raised.value)
+    load_params(None, ["distill.enabled=false", "model.image.name=resnet18_image",  # off: never built, not checked
+                       "distill.student.image.options.channels=[8]"])
 
 def _teacher_that_disagrees(model_dir, out_dir):
     """A copy of the teacher whose class logits are rotated (it predicts class (c + 1) % 3 where it said c)
