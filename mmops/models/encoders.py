@@ -86,7 +86,8 @@ class HFBackboneEncoder(nn.Module):
         """A frozen backbone's pretrained file, when it is one safetensors file (None: trainable)."""
         if not self.frozen:
             return None
-        return FrozenWeights("backbone", single_safetensors(self.cfg.pretrained), self.backbone.base_model_prefix or "")
+        file = single_safetensors(self.cfg.pretrained) if self.cfg.pretrained else None
+        return FrozenWeights("backbone", file, self.backbone.base_model_prefix or "")
 
     def last_hidden_state(self, *args: torch.Tensor, **kwargs: torch.Tensor) -> torch.Tensor:
         """The backbone's last hidden state; a frozen backbone runs in eval mode, without gradients."""
